@@ -1,0 +1,61 @@
+// Seconds per epoch of the CPU reference backend on the default model (784-400-20, batch 128).
+// Prints the figures and, with --json FILE, writes them for benchmarks/compare_cpu.py, which sets
+// them beside PyTorch's example timed on the same cores.
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+#include <omp.h>
+
+#include <algorithm>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "vae/idx.hpp"
+#include "vae/trainer.hpp"
+#include "vae/version.hpp"
+
+int main(int argc, char** argv) {
+  std::string data_dir = "data/fashion-mnist", json_path;
+  int epochs = 2;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    const std::string flag = argv[i];
+    if (flag == "--data") data_dir = argv[i + 1];
+    else if (flag == "--epochs") epochs = std::max(1, std::atoi(argv[i + 1]));
+    else if (flag == "--json") json_path = argv[i + 1];
+    else {
+      fmt::print(stderr, "usage: bench_reference_epoch [--data DIR] [--epochs N] [--json FILE]\n");
+      return 2;
+    }
+  }
+  try {
+    const vae::MnistData data = vae::load_mnist_dir(data_dir);
+    vae::TrainConfig config;
+    vae::ReferenceTrainer trainer(config, data.train, data.test);
+    std::vector<double> seconds;
+    double last_test_loss = 0;
+    for (int e = 0; e < epochs; ++e) {
+      const vae::EpochStats s = trainer.train_epoch();
+      seconds.push_back(s.seconds);
+      last_test_loss = s.test_loss;
+      fmt::print("epoch {}: {:.2f} s  {:.0f} img/s  train {:.3f}  test {:.3f}\n", s.epoch, s.seconds,
+                 s.images_per_second, s.train_loss, s.test_loss);
+    }
+    std::vector<double> sorted = seconds;
+    std::sort(sorted.begin(), sorted.end());
+    const double median = sorted[sorted.size() / 2];
+    const int threads = omp_get_max_threads();
+    fmt::print("reference backend: median {:.2f} s per epoch ({:.0f} img/s) on {} threads\n", median,
+               static_cast<double>(data.train.count) / median, threads);
+    if (!json_path.empty()) {
+      std::ofstream json(json_path);
+      json << fmt::format(
+          "{{\"engine\": \"vae_cuda reference\", \"version\": \"{}\", \"threads\": {}, \"epochs\": {}, "
+          "\"seconds_per_epoch\": [{:.4f}], \"median_seconds_per_epoch\": {:.4f}, \"test_loss\": {:.4f}}}\n",
+          vae::kVersion, threads, epochs, fmt::join(seconds, ", "), median, last_test_loss);
+    }
+    return 0;
+  } catch (const std::exception& e) {
+    fmt::print(stderr, "bench_reference_epoch: {}\n", e.what());
+    return 1;
+  }
+}

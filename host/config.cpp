@@ -1,0 +1,27 @@
+// Checks a run's settings before any memory is sized from them.
+#include <fmt/format.h>
+
+#include "vae/config.hpp"
+#include "vae/error.hpp"
+
+namespace vae {
+
+void validate(const TrainConfig& config) {
+  // Bounds keep every buffer size well inside int and memory; they are far above any real use.
+  constexpr int kMaxWidth = 1 << 16;
+  const ModelConfig& m = config.model;
+  if (m.hidden.empty()) throw UsageError("--hidden: needs at least one layer width");
+  for (int width : m.hidden)
+    if (width < 1 || width > kMaxWidth)
+      throw UsageError(fmt::format("--hidden: width {} is outside 1..{}", width, kMaxWidth));
+  if (m.latent < 1 || m.latent > kMaxWidth)
+    throw UsageError(fmt::format("--latent: {} is outside 1..{}", m.latent, kMaxWidth));
+  if (!(m.beta >= 0.0f) || m.beta > 1e6f) throw UsageError(fmt::format("--beta: {} is not in [0, 1e6]", m.beta));
+  if (config.epochs < 1) throw UsageError(fmt::format("--epochs: {} is not a positive count", config.epochs));
+  if (config.batch < 1 || config.batch > kMaxWidth)
+    throw UsageError(fmt::format("--batch: {} is outside 1..{}", config.batch, kMaxWidth));
+  if (!(config.adam.lr > 0.0) || config.adam.lr > 10.0)
+    throw UsageError(fmt::format("--lr: {} is not in (0, 10]", config.adam.lr));
+}
+
+}  // namespace vae

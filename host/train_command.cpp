@@ -1,0 +1,106 @@
+// The train command: device choice, data, the epoch loop and its report lines and metrics.csv.
+#include "vae/train_command.hpp"
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include <filesystem>
+#include <fstream>
+#include <numeric>
+
+#include "progress.hpp"
+#include "vae/cuda_device.hpp"
+#include "vae/error.hpp"
+#include "vae/idx.hpp"
+#include "vae/layout.hpp"
+#include "vae/trainer.hpp"
+
+namespace vae {
+namespace {
+
+// Until the CUDA training runtime lands, every run uses the reference backend; this says why.
+void announce_backend(DeviceChoice choice) {
+  const CudaDevices devices = query_cuda_devices();
+  if (choice == DeviceChoice::kCuda) {
+    if (devices.count == 0) throw Error(fmt::format("--device cuda: no CUDA device available ({})", devices.why_none));
+    throw Error(fmt::format("--device cuda: found {}, but the CUDA training step is not built yet; use --device cpu",
+                            devices.first_name));
+  }
+  if (choice == DeviceChoice::kCpu) {
+    fmt::print("device: CPU reference backend (--device cpu)\n");
+  } else if (devices.count == 0) {
+    fmt::print("device: no CUDA device ({}); training on the CPU reference backend\n", devices.why_none);
+  } else {
+    fmt::print("device: {} found, but the CUDA training step is not built yet; training on the CPU reference backend\n",
+               devices.first_name);
+  }
+}
+
+std::string describe_model(const ModelConfig& m, int64_t parameters) {
+  return fmt::format("model {}-{}-{} ({} parameters), beta {}", m.input, fmt::join(m.hidden, "-"), m.latent,
+                     parameters, m.beta);
+}
+
+// metrics.csv is rewritten whole after every epoch through a temporary file and a rename, so a
+// crash never leaves a torn file behind.
+class MetricsFile {
+ public:
+  explicit MetricsFile(const std::string& out_dir) {
+    if (out_dir.empty()) return;
+    std::error_code ec;
+    std::filesystem::create_directories(out_dir, ec);
+    if (ec) throw Error(fmt::format("--out {}: cannot create directory: {}", out_dir, ec.message()));
+    path_ = std::filesystem::path(out_dir) / "metrics.csv";
+    text_ = "epoch,step,train_loss,reconstruction,kl,test_loss,images_per_s,seconds\n";
+  }
+  void add(const EpochStats& s) {
+    if (path_.empty()) return;
+    text_ += fmt::format("{},{},{:.6f},{:.6f},{:.6f},{:.6f},{:.1f},{:.3f}\n", s.epoch, s.step, s.train_loss,
+                         s.train_bce, s.train_kl, s.test_loss, s.images_per_second, s.seconds);
+    const auto temp = std::filesystem::path(path_.string() + ".tmp");
+    {
+      std::ofstream file(temp, std::ios::binary | std::ios::trunc);
+      file << text_;
+      file.flush();
+      if (!file) throw Error(fmt::format("{}: cannot write", temp.string()));
+    }
+    std::error_code ec;
+    std::filesystem::rename(temp, path_, ec);
+    if (ec) throw Error(fmt::format("{}: cannot replace: {}", path_.string(), ec.message()));
+  }
+
+ private:
+  std::filesystem::path path_;
+  std::string text_;
+};
+
+}  // namespace
+
+int run_train(const TrainConfig& config) {
+  announce_backend(config.device);
+  const MnistData data = load_mnist_dir(config.data_dir);
+  fmt::print("data: {} ({} training, {} test images of {}x{})\n", config.data_dir, data.train.count, data.test.count,
+             data.train.rows, data.train.cols);
+
+  TrainConfig run = config;
+  run.model.input = data.train.image_size();
+  ReferenceTrainer trainer(run, data.train, data.test);
+  fmt::print("{}, batch {}, Adam lr {}, seed {}\n", describe_model(run.model, make_layout(run.model).parameter_count()),
+             run.batch, run.adam.lr, run.seed);
+
+  MetricsFile metrics(run.out_dir);
+  ProgressBar bar(run.progress);
+  for (int e = 1; e <= run.epochs; ++e) {
+    const std::string label = fmt::format("epoch {:>3}/{}", e, run.epochs);
+    const EpochStats s =
+        trainer.train_epoch([&](int done, int total, double loss) { bar.update(label, done, total, loss); });
+    bar.clear();
+    fmt::print("{}  train {:8.3f}  test {:8.3f}  recon {:8.3f}  kl {:7.3f}  {:9.0f} img/s  {:6.2f} s\n", label,
+               s.train_loss, s.test_loss, s.train_bce, s.train_kl, s.images_per_second, s.seconds);
+    std::fflush(stdout);
+    metrics.add(s);
+  }
+  return 0;
+}
+
+}  // namespace vae

@@ -1,0 +1,37 @@
+// What a run is: the model's shape and the training hyper-parameters, as the CLI fills them in.
+// Defaults are PyTorch's VAE example (784-400-20, BCE + KL, Adam 1e-3, batch 128, 10 epochs).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "vae/element_math.hpp"
+
+namespace vae {
+
+struct ModelConfig {
+  int input = 784;                 // pixels per image
+  std::vector<int> hidden = {400};  // encoder widths; the decoder mirrors them
+  int latent = 20;
+  float beta = 1.0f;  // weight of the KL term
+};
+
+enum class DeviceChoice { kAuto, kCpu, kCuda };
+
+struct TrainConfig {
+  ModelConfig model;
+  std::string data_dir;
+  std::string out_dir;  // empty: write nothing
+  int epochs = 10;
+  int batch = 128;
+  AdamHyper adam;
+  uint64_t seed = 1;
+  DeviceChoice device = DeviceChoice::kAuto;
+  bool progress = true;  // a progress bar, when stdout is a terminal
+};
+
+// Throws vae::UsageError naming the offending setting.
+void validate(const TrainConfig& config);
+
+}  // namespace vae

@@ -1,0 +1,117 @@
+// Per-element formulas of the VAE step, shared by the CPU reference and the CUDA kernels.
+// Each is written in the numerically stable form; templates on T let the tests run them in double
+// for finite-difference checks while training runs them in float.
+#pragma once
+
+#include <cmath>
+
+#include "vae/hd.hpp"
+
+namespace vae {
+
+// Precision-exact overloads, so a template on T calls expf for float and exp for double on both
+// host and device (unqualified calls could silently promote float to double).
+VAE_HD float fexp(float x) { return expf(x); }
+VAE_HD double fexp(double x) { return exp(x); }
+VAE_HD float flog1p(float x) { return log1pf(x); }
+VAE_HD double flog1p(double x) { return log1p(x); }
+VAE_HD float fabs_(float x) { return fabsf(x); }
+VAE_HD double fabs_(double x) { return fabs(x); }
+VAE_HD float fsqrt(float x) { return sqrtf(x); }
+VAE_HD double fsqrt(double x) { return sqrt(x); }
+
+template <typename T>
+VAE_HD T sigmoid(T x) {
+  // Split by sign so that exp never overflows.
+  if (x >= T(0)) return T(1) / (T(1) + fexp(-x));
+  const T e = fexp(x);
+  return e / (T(1) + e);
+}
+
+// Binary cross-entropy of target t in [0, 1] against probability sigmoid(logit), computed from
+// the logit directly: max(l, 0) - l*t + log(1 + exp(-|l|)). Never takes log of 0.
+template <typename T>
+VAE_HD T bce_with_logits(T logit, T target) {
+  const T positive_part = logit > T(0) ? logit : T(0);
+  return positive_part - logit * target + flog1p(fexp(-fabs_(logit)));
+}
+
+// d bce_with_logits / d logit.
+template <typename T>
+VAE_HD T bce_with_logits_grad(T logit, T target) {
+  return sigmoid(logit) - target;
+}
+
+// One latent coordinate's KL(N(mu, exp(logvar)) || N(0, 1)) = -1/2 (1 + logvar - mu^2 - exp(logvar)).
+template <typename T>
+VAE_HD T kl_term(T mu, T logvar) {
+  return T(-0.5) * (T(1) + logvar - mu * mu - fexp(logvar));
+}
+template <typename T>
+VAE_HD T kl_grad_mu(T mu) {
+  return mu;
+}
+template <typename T>
+VAE_HD T kl_grad_logvar(T logvar) {
+  return T(0.5) * (fexp(logvar) - T(1));
+}
+
+// Reparameterisation z = mu + exp(logvar / 2) * eps and its two partial derivatives.
+template <typename T>
+VAE_HD T reparam_sample(T mu, T logvar, T eps) {
+  return mu + fexp(T(0.5) * logvar) * eps;
+}
+template <typename T>
+VAE_HD T reparam_grad_logvar(T dz, T logvar, T eps) {
+  return dz * eps * T(0.5) * fexp(T(0.5) * logvar);
+}
+
+// Adam hyper-parameters; decoupled = true gives AdamW (Loshchilov & Hutter) instead of the
+// L2 penalty that torch.optim.Adam adds to the gradient. Held in double, as PyTorch holds them in
+// Python floats, so that 1 - beta2 rounds to float the way PyTorch's scalar arguments do.
+struct AdamHyper {
+  double lr = 1e-3;
+  double beta1 = 0.9;
+  double beta2 = 0.999;
+  double eps = 1e-8;
+  double weight_decay = 0.0;
+  bool decoupled = false;
+};
+
+// Everything one step's update needs besides the tensors, rounded once to the working precision.
+// The bias corrections are computed in double, as PyTorch computes them in Python:
+// step_size = lr / (1 - beta1^t), bias2_sqrt = sqrt(1 - beta2^t).
+template <typename T>
+struct AdamCoefficients {
+  T beta1, one_minus_beta1, beta2, one_minus_beta2, eps, weight_decay;
+  T step_size, bias2_sqrt;
+  T decay_factor;  // 1 - lr * weight_decay for AdamW, unused otherwise
+  bool decoupled;
+};
+
+template <typename T>
+AdamCoefficients<T> adam_coefficients(const AdamHyper& h, long long step) {
+  const double t = static_cast<double>(step);
+  const double bias1 = 1.0 - std::pow(h.beta1, t), bias2 = 1.0 - std::pow(h.beta2, t);
+  return AdamCoefficients<T>{static_cast<T>(h.beta1),        static_cast<T>(1.0 - h.beta1),
+                             static_cast<T>(h.beta2),        static_cast<T>(1.0 - h.beta2),
+                             static_cast<T>(h.eps),          static_cast<T>(h.weight_decay),
+                             static_cast<T>(h.lr / bias1),   static_cast<T>(std::sqrt(bias2)),
+                             static_cast<T>(1.0 - h.lr * h.weight_decay), h.decoupled};
+}
+
+// One parameter's Adam update in torch.optim.Adam's order of operations.
+template <typename T>
+VAE_HD void adam_update(T grad, T& param, T& m, T& v, const AdamCoefficients<T>& c) {
+  if (c.decoupled) {
+    param *= c.decay_factor;
+  } else {
+    grad += c.weight_decay * param;
+  }
+  m = m * c.beta1 + grad * c.one_minus_beta1;
+  v = v * c.beta2 + grad * grad * c.one_minus_beta2;
+  const T denom = fsqrt(v) / c.bias2_sqrt + c.eps;
+  param -= c.step_size * (m / denom);
+}
+
+}  // namespace vae

@@ -1,0 +1,82 @@
+// Helpers shared by the test suites: a self-removing temporary directory, a writer of small
+// MNIST-format data sets, and running the vae_cuda binary to capture its output and exit code.
+#pragma once
+
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <array>
+#include <cstdint>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <string>
+#include <vector>
+
+namespace vae::testing_support {
+
+class TempDir {
+ public:
+  TempDir() {
+    std::random_device entropy;
+    path_ = std::filesystem::temp_directory_path() / ("vae_test_" + std::to_string(entropy()) + std::to_string(entropy()));
+    std::filesystem::create_directories(path_);
+  }
+  ~TempDir() {
+    std::error_code ignored;
+    std::filesystem::remove_all(path_, ignored);
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const std::filesystem::path& path() const { return path_; }
+
+ private:
+  std::filesystem::path path_;
+};
+
+// A uint8 IDX file: magic 00 00 08 rank, big-endian dimensions, then the payload.
+inline void write_idx(const std::filesystem::path& file, const std::vector<uint32_t>& dims,
+                      const std::vector<uint8_t>& payload) {
+  std::vector<uint8_t> bytes = {0, 0, 0x08, static_cast<uint8_t>(dims.size())};
+  for (uint32_t d : dims)
+    for (int shift = 24; shift >= 0; shift -= 8) bytes.push_back(static_cast<uint8_t>(d >> shift));
+  bytes.insert(bytes.end(), payload.begin(), payload.end());
+  std::ofstream(file, std::ios::binary).write(reinterpret_cast<const char*>(bytes.data()),
+                                              static_cast<std::streamsize>(bytes.size()));
+}
+
+// A tiny MNIST-format data set of random 28x28 images in dir.
+inline void write_tiny_mnist(const std::filesystem::path& dir, uint32_t train_count, uint32_t test_count) {
+  std::mt19937 rng(1);
+  auto split = [&](const std::string& prefix, uint32_t count) {
+    std::vector<uint8_t> pixels(static_cast<size_t>(count) * 784), labels(count);
+    for (uint8_t& p : pixels) p = static_cast<uint8_t>(rng() % 256);
+    for (uint8_t& l : labels) l = static_cast<uint8_t>(rng() % 10);
+    write_idx(dir / (prefix + "-images-idx3-ubyte"), {count, 28, 28}, pixels);
+    write_idx(dir / (prefix + "-labels-idx1-ubyte"), {count}, labels);
+  };
+  split("train", train_count);
+  split("t10k", test_count);
+}
+
+struct ProcessResult {
+  int exit_code = -1;
+  std::string output;  // stdout and stderr together
+};
+
+// Runs `binary args` through the shell with stderr folded into stdout.
+inline ProcessResult run_process(const std::string& binary, const std::string& args) {
+  ProcessResult result;
+  const std::string command = "'" + binary + "' " + args + " 2>&1";
+  FILE* pipe = popen(command.c_str(), "r");
+  if (pipe == nullptr) return result;
+  std::array<char, 4096> buffer{};
+  size_t n = 0;
+  while ((n = fread(buffer.data(), 1, buffer.size(), pipe)) > 0) result.output.append(buffer.data(), n);
+  const int status = pclose(pipe);
+  result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return result;
+}
+
+}  // namespace vae::testing_support
