@@ -1,9 +1,11 @@
 // Philox4x32-10 against Random123's published known answers, and the Box-Muller normals built on
 // it: their formula, their layout in the stream, and their distribution.
+#include <curand.h>
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <set>
+#include <vector>
 
 #include "vae/philox.hpp"
 
@@ -118,6 +120,42 @@ TEST(PhiloxNormal, IsStandardNormal) {
   EXPECT_NEAR(variance, 1.0, 7e-3);
   EXPECT_NEAR(sum_4 / kCount, 3.0, 0.05);  // the normal's fourth moment; sd of the estimate ~ 0.01
   EXPECT_NEAR(beyond_3_sigma / static_cast<double>(kCount), 0.0027, 0.0005);
+}
+
+// cuRAND's host-side generator runs the library's own Philox and Box-Muller on the CPU, so it is a
+// GPU-free witness of what cuRAND draws. Its default ordering hands out element i (for i < 2^18)
+// from subsequence i / 4 at offset 0: the same as philox_normal4(seed, i / 4, 0).
+class CurandHostGenerator : public testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_EQ(curandCreateGeneratorHost(&generator_, CURAND_RNG_PSEUDO_PHILOX4_32_10), CURAND_STATUS_SUCCESS);
+    ASSERT_EQ(curandSetPseudoRandomGeneratorSeed(generator_, kSeed), CURAND_STATUS_SUCCESS);
+  }
+  void TearDown() override { curandDestroyGenerator(generator_); }
+
+  static constexpr uint64_t kSeed = 0x1234'5678'9abcull;
+  static constexpr size_t kCount = 1 << 16;
+  curandGenerator_t generator_ = nullptr;
+};
+
+TEST_F(CurandHostGenerator, BitsAreIdentical) {
+  std::vector<unsigned int> bits(kCount);
+  ASSERT_EQ(curandGenerate(generator_, bits.data(), kCount), CURAND_STATUS_SUCCESS);
+  for (size_t i = 0; i < kCount; ++i) ASSERT_EQ(bits[i], philox_bits(kSeed, i / 4, 0).v[i % 4]) << i;
+}
+
+TEST_F(CurandHostGenerator, NormalsAgreeToFloatRounding) {
+  std::vector<float> normals(kCount);
+  ASSERT_EQ(curandGenerateNormal(generator_, normals.data(), kCount, 0.0f, 1.0f), CURAND_STATUS_SUCCESS);
+  size_t identical = 0;
+  for (size_t i = 0; i < kCount; ++i) {
+    const float ours = philox_normal4(kSeed, i / 4, 0).v[i % 4];
+    // A few ulps: we pin u and v with fmaf as the device's fused multiply-add rounds them; the
+    // host library may round them unfused.
+    ASSERT_NEAR(ours, normals[i], 4e-6f * std::max(1.0f, std::fabs(normals[i]))) << i;
+    identical += ours == normals[i];
+  }
+  EXPECT_GT(identical, kCount * 9 / 10);  // most draws agree to the bit
 }
 
 TEST(UniformFromBits, CoversTheUnitIntervalHalfOpen) {

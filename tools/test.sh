@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# The README's test command: builds, fetches the Fashion-MNIST the training tests read, and runs the
+# whole ctest suite (GPU tests skip themselves on machines without a GPU).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash tools/setup.sh build
+bash tools/fetch-data.sh fashion-mnist data/fashion-mnist
+ctest --test-dir build --output-on-failure -j "$(nproc)"
