@@ -3,6 +3,8 @@
 // streams k; gemm_nt keeps 4 x 4 dot products along k. Tails fall back to scalar loops.
 #include "gemm.hpp"
 
+#include "parallel.hpp"
+
 #include <cstring>
 
 namespace vae::ref {
@@ -97,7 +99,8 @@ void gemm_nn(int m, int n, int k, const T* a, int64_t ars, int64_t acs, const T*
   constexpr int kTileCols = kVecsPerTile * Simd<T>::kLanes;
   const int row_tiles = (m + kRowsPerTile - 1) / kRowsPerTile;
   const int col_tiles = n / kTileCols;
-#pragma omp parallel for collapse(2) schedule(static)
+  const bool parallel = worth_parallel(static_cast<int64_t>(m) * n * k);
+#pragma omp parallel for collapse(2) schedule(static) if (parallel)
   for (int jt = 0; jt < col_tiles; ++jt)
     for (int it = 0; it < row_tiles; ++it) {
       const int i0 = it * kRowsPerTile;
@@ -107,7 +110,7 @@ void gemm_nn(int m, int n, int k, const T* a, int64_t ars, int64_t acs, const T*
   // Columns past the last full tile: plain loops, same k order.
   const int j_tail = col_tiles * kTileCols;
   if (j_tail < n) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (parallel)
     for (int i = 0; i < m; ++i)
       for (int j = j_tail; j < n; ++j) {
         T total = 0;
@@ -122,7 +125,7 @@ void gemm_nt(int m, int n, int k, const T* a, int64_t lda, const T* b, int64_t l
   constexpr int kTile = 4;
   const int row_tiles = (m + kTile - 1) / kTile;
   const int col_tiles = (n + kTile - 1) / kTile;
-#pragma omp parallel for collapse(2) schedule(static)
+#pragma omp parallel for collapse(2) schedule(static) if (worth_parallel(static_cast<int64_t>(m) * n * k))
   for (int jt = 0; jt < col_tiles; ++jt)
     for (int it = 0; it < row_tiles; ++it) {
       const int i0 = it * kTile, j0 = jt * kTile;

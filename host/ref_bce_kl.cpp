@@ -3,6 +3,7 @@
 // total does not depend on the thread count.
 #include <vector>
 
+#include "parallel.hpp"
 #include "vae/reference_ops.hpp"
 
 namespace vae::ref {
@@ -11,7 +12,7 @@ template <typename T>
 LossSums bce_kl_loss(int rows, int pixels, int latent, const T* logits, const T* target, const T* mu_logvar,
                      T* dlogits) {
   std::vector<double> row_bce(rows), row_kl(rows);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (worth_parallel(static_cast<int64_t>(rows) * pixels))
   for (int r = 0; r < rows; ++r) {
     const int64_t base = static_cast<int64_t>(r) * pixels;
     double bce = 0;

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <numeric>
 
+#include "parallel.hpp"
 #include "vae/error.hpp"
 #include "vae/noise_streams.hpp"
 #include "vae/shuffle.hpp"
@@ -26,7 +27,7 @@ ReferenceTrainer::ReferenceTrainer(const TrainConfig& config, const MnistSplit& 
 
 void ReferenceTrainer::load_batch(const MnistSplit& split, const uint32_t* indices, int rows) {
   const int pixels = split.image_size();
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (ref::worth_parallel(static_cast<int64_t>(rows) * pixels))
   for (int r = 0; r < rows; ++r) {
     const uint8_t* src = split.pixels.data() + static_cast<size_t>(indices[r]) * pixels;
     float* dst = batch_.data() + static_cast<size_t>(r) * pixels;
