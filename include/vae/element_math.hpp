@@ -89,14 +89,16 @@ struct AdamCoefficients {
   bool decoupled;
 };
 
+// Computed the same way on host and device (a kernel reads the step from device memory); the two
+// pow implementations differ by a few double ulps, far below the float rounding that follows.
 template <typename T>
-AdamCoefficients<T> adam_coefficients(const AdamHyper& h, long long step) {
+VAE_HD AdamCoefficients<T> adam_coefficients(const AdamHyper& h, long long step) {
   const double t = static_cast<double>(step);
-  const double bias1 = 1.0 - std::pow(h.beta1, t), bias2 = 1.0 - std::pow(h.beta2, t);
+  const double bias1 = 1.0 - pow(h.beta1, t), bias2 = 1.0 - pow(h.beta2, t);
   return AdamCoefficients<T>{static_cast<T>(h.beta1),        static_cast<T>(1.0 - h.beta1),
                              static_cast<T>(h.beta2),        static_cast<T>(1.0 - h.beta2),
                              static_cast<T>(h.eps),          static_cast<T>(h.weight_decay),
-                             static_cast<T>(h.lr / bias1),   static_cast<T>(std::sqrt(bias2)),
+                             static_cast<T>(h.lr / bias1),   static_cast<T>(sqrt(bias2)),
                              static_cast<T>(1.0 - h.lr * h.weight_decay), h.decoupled};
 }
 

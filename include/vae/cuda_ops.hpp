@@ -1,0 +1,65 @@
+// The CUDA backend's ops: the same arguments as the reference ops in reference_ops.hpp (sizes, then
+// inputs, then outputs), then the stream. Every pointer is device memory. Anything that changes
+// from step to step (the step number, the noise stream) is read from device memory, so that the
+// whole step can be captured once in a CUDA graph and replayed.
+#pragma once
+
+#include <cuda_runtime_api.h>
+
+#include <cstdint>
+
+#include "vae/element_math.hpp"
+
+namespace vae::cuda {
+
+enum class Precision { kFp32, kTf32 };
+
+// ---- linear+bias+ReLU (kernels/linear_relu.cu) ------------------------------------------------
+// Scratch for split-K partial sums; sized by linear_workspace_floats for the largest layer.
+struct GemmWorkspace {
+  float* data = nullptr;
+  int64_t floats = 0;
+};
+
+// y = x · Wᵀ + b (+ReLU). x is float [rows, in].
+void linear_forward(int rows, int in, int out, bool relu, const float* x, const float* weight, const float* bias,
+                    float* y, Precision precision, GemmWorkspace workspace, cudaStream_t stream);
+// The first layer: x is the uint8 pixels [rows, in], scaled by 1/255 as they are loaded.
+void linear_forward_pixels(int rows, int in, int out, bool relu, const uint8_t* pixels, const float* weight,
+                           const float* bias, float* y, Precision precision, GemmWorkspace workspace,
+                           cudaStream_t stream);
+// Backward given dy; with relu, the mask (y > 0) is applied as dy is loaded, dy itself is not changed.
+// dx may be null. dweight and dbias are overwritten.
+void linear_backward(int rows, int in, int out, bool relu, const float* x, const float* weight, const float* y,
+                     const float* dy, float* dx, float* dweight, float* dbias, Precision precision,
+                     GemmWorkspace workspace, cudaStream_t stream);
+// The first layer's backward: x is uint8 pixels; no dx.
+void linear_backward_pixels(int rows, int in, int out, bool relu, const uint8_t* pixels, const float* y,
+                            const float* dy, float* dweight, float* dbias, Precision precision,
+                            GemmWorkspace workspace, cudaStream_t stream);
+
+// ---- reparameterisation (kernels/reparam.cu) --------------------------------------------------
+// z = mu + exp(logvar / 2) ⊙ eps, eps from cuRAND's Philox keyed by (seed, *noise_stream, element).
+void reparam_forward(int rows, int latent, uint64_t seed, const uint64_t* noise_stream, const float* mu_logvar,
+                     float* eps, float* z, cudaStream_t stream);
+// dmu_logvar from dz, with beta times the KL gradient in the same pass.
+void reparam_backward(int rows, int latent, float beta, const float* mu_logvar, const float* eps, const float* dz,
+                      float* dmu_logvar, cudaStream_t stream);
+
+// ---- BCE-with-logits + KL (kernels/bce_kl.cu) -------------------------------------------------
+// Adds this batch's sums to totals[0] (BCE) and totals[1] (KL), in double, deterministically;
+// writes dlogits = sigmoid(l) - pixels/255 unless dlogits is null. row_scratch (device, at least
+// 2 * rows doubles, from the caller's workspace so that no call allocates) carries the per-row sums
+// between the two fixed-order reduction passes; on return it holds each row's BCE sum in
+// [0, rows) and its KL sum in [rows, 2 * rows).
+void bce_kl_loss(int rows, int pixels, int latent, const float* logits, const uint8_t* target,
+                 const float* mu_logvar, float* dlogits, double* row_scratch, double* totals, cudaStream_t stream);
+
+// ---- Adam (kernels/adam.cu) -------------------------------------------------------------------
+// One torch.optim.Adam (or AdamW) step over all n parameters in one launch, at the 1-based step
+// number read from *step (device memory: the runtime advances it inside the captured step, so the
+// bias corrections are computed on the device).
+void adam_step(int64_t n, const AdamHyper& hyper, const long long* step, const float* grads, float* params,
+               float* m, float* v, cudaStream_t stream);
+
+}  // namespace vae::cuda

@@ -1,0 +1,36 @@
+// How the linear-layer GEMMs are cut into thread blocks: tile shape and split-K, chosen on the host
+// from the problem size and the SM count. At batch 128 the outputs are small, so without split-K
+// most of an H100's 132 SMs would sit idle. Pure host code, so it has CPU tests.
+#pragma once
+
+#include <cstdint>
+
+#include "vae/cuda_ops.hpp"
+
+namespace vae::cuda {
+
+enum class TileShape { kSmall, kLarge };
+
+// Both precisions use the same block tiles: 32x32 or 64x64 outputs, 16 of K per pass.
+inline constexpr int kTileK = 16;
+constexpr int tile_edge(TileShape shape) { return shape == TileShape::kLarge ? 64 : 32; }
+
+// Never split K more than this: each split costs an m*n partial-sum write and read.
+inline constexpr int kMaxSplits = 16;
+
+struct GemmPlan {
+  TileShape shape = TileShape::kLarge;
+  int grid_m = 0, grid_n = 0;  // output tiles along M and N
+  int splits = 1;              // blocks along K; partial sums are reduced in split order
+  int k_per_split = 0;         // a multiple of kTileK
+  int64_t workspace_floats = 0;  // splits * m * n when splits > 1, else 0
+};
+
+// C[m, n] = A[m, k] · B[k, n] on sm_count SMs. Large tiles when they alone fill the GPU, else small
+// tiles, split along K until about one block per SM.
+GemmPlan plan_gemm(int m, int n, int k, Precision precision, int sm_count);
+
+// Workspace a linear layer's forward and backward products need at once (they share one).
+int64_t linear_workspace_floats(int rows, int in, int out, Precision precision, int sm_count);
+
+}  // namespace vae::cuda

@@ -1,0 +1,81 @@
+// The loss on the GPU: BCE-with-logits over each image's pixels and the KL term over its latents,
+// with dL/dlogits written in the same pass over the logits. The sums are reduced in double in a
+// fixed order (per row, then over rows, no atomics), so a run's loss curve reproduces bit for bit.
+#include <cub/block/block_reduce.cuh>
+
+#include "vae/cuda_check.hpp"
+#include "vae/cuda_ops.hpp"
+
+namespace vae::cuda {
+namespace {
+
+// One block size for both kernels: a fixed block size is what fixes CUB's reduction tree, and so
+// the order in which doubles are added.
+constexpr int kThreads = 256;
+using BlockSum = cub::BlockReduce<double, kThreads>;
+
+// One block per row (image). Each thread strides over the row's pixels, then over its latents,
+// adding in double; the block then reduces both partial sums and thread 0 stores them in
+// row_sums[r] (BCE) and row_sums[rows + r] (KL).
+__global__ void bce_kl_rows_kernel(int rows, int pixels, int latent, const float* __restrict__ logits,
+                                   const uint8_t* __restrict__ target, const float* __restrict__ mu_logvar,
+                                   float* __restrict__ dlogits, double* __restrict__ row_sums) {
+  const int r = blockIdx.x;
+  if (r >= rows) return;  // the whole block leaves together, so the __syncthreads below stay uniform
+
+  const int64_t pixel_base = static_cast<int64_t>(r) * pixels;
+  double bce = 0;
+  for (int p = threadIdx.x; p < pixels; p += blockDim.x) {
+    const float logit = logits[pixel_base + p];
+    // The same float the reference gets from its float targets: pixel / 255, correctly rounded.
+    const float t = static_cast<float>(target[pixel_base + p]) / 255.0f;
+    bce += bce_with_logits(logit, t);
+    if (dlogits != nullptr) dlogits[pixel_base + p] = bce_with_logits_grad(logit, t);
+  }
+
+  const float* stats = mu_logvar + static_cast<int64_t>(r) * 2 * latent;
+  double kl = 0;
+  for (int j = threadIdx.x; j < latent; j += blockDim.x) kl += kl_term(stats[j], stats[latent + j]);
+
+  __shared__ typename BlockSum::TempStorage scratch;
+  const double row_bce = BlockSum(scratch).Sum(bce);
+  __syncthreads();  // scratch is reused by the second reduction
+  const double row_kl = BlockSum(scratch).Sum(kl);
+  if (threadIdx.x == 0) {  // the block's sums are valid in thread 0 only
+    row_sums[r] = row_bce;
+    row_sums[static_cast<int64_t>(rows) + r] = row_kl;
+  }
+}
+
+// A single block adds the row sums in a fixed order (thread t takes rows t, t + kThreads, ...; then
+// CUB's fixed tree) and adds the batch's two sums to the running totals.
+__global__ void bce_kl_total_kernel(int rows, const double* __restrict__ row_sums, double* __restrict__ totals) {
+  double bce = 0, kl = 0;
+  for (int r = threadIdx.x; r < rows; r += blockDim.x) {
+    bce += row_sums[r];
+    kl += row_sums[static_cast<int64_t>(rows) + r];
+  }
+  __shared__ typename BlockSum::TempStorage scratch;
+  const double batch_bce = BlockSum(scratch).Sum(bce);
+  __syncthreads();  // scratch is reused by the second reduction
+  const double batch_kl = BlockSum(scratch).Sum(kl);
+  if (threadIdx.x == 0) {
+    totals[0] += batch_bce;
+    totals[1] += batch_kl;
+  }
+}
+
+}  // namespace
+
+void bce_kl_loss(int rows, int pixels, int latent, const float* logits, const uint8_t* target,
+                 const float* mu_logvar, float* dlogits, double* row_scratch, double* totals, cudaStream_t stream) {
+  if (rows <= 0) return;  // nothing to add
+  // Both kernels must run with exactly kThreads threads: BlockSum is specialised for that size.
+  bce_kl_rows_kernel<<<rows, kThreads, 0, stream>>>(rows, pixels, latent, logits, target, mu_logvar, dlogits,
+                                                    row_scratch);
+  VAE_CHECK_LAUNCH();
+  bce_kl_total_kernel<<<1, kThreads, 0, stream>>>(rows, row_scratch, totals);
+  VAE_CHECK_LAUNCH();
+}
+
+}  // namespace vae::cuda

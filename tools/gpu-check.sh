@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# Every GPU check in one run, for a lent GPU machine (../shared/DEVICE.md): the device and driver,
+# the gpu-labelled tests, the same tests under compute-sanitizer's four tools, and a JSON report.
+# $OUT (default /tmp/gpu-check) receives three files, as the device tool returns at most eight:
+# summary.txt, report.json and logs.tar.gz. Usage: VAE_COMMIT=<sha> bash tools/gpu-check.sh BUILD_DIR
+# BUILD_DIR is a VAE_PORTABLE=ON build made on the development machine (see README).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+build=${1:?usage: tools/gpu-check.sh BUILD_DIR}
+out=${OUT:-/tmp/gpu-check}
+logs=$(mktemp -d)
+mkdir -p "$out"
+gpu_tests=("$build"/tests/test_*_gpu)
+sanitizer=$(command -v compute-sanitizer || echo "${CUDA_HOME:-/usr/local/cuda}/bin/compute-sanitizer")
+declare -A status
+
+step() {  # step NAME TIMEOUT_S COMMAND...: runs, logs to $out/NAME.log, records the exit code
+  local name=$1 limit=$2
+  shift 2
+  echo "== $name: $*" | tee -a "$out/summary.txt"
+  timeout "$limit" "$@" >"$logs/$name.log" 2>&1
+  status[$name]=$?
+  echo "   exit ${status[$name]}" | tee -a "$out/summary.txt"
+}
+
+step device 30 bash -c "nvidia-smi; nvidia-smi --query-gpu=name,driver_version,clocks.max.sm,memory.total --format=csv; ldd '$build/vae_cuda'"
+
+# The gpu tests, full shape lists.
+for bin in "${gpu_tests[@]}"; do
+  name=$(basename "$bin")
+  step "$name" 240 "$bin" --gtest_output="json:$logs/$name.json"
+done
+# The CPU suites too: the device machine is a second, different CPU for them.
+for bin in "$build"/tests/test_{philox,adam,gradients,model,gemm_plan}; do
+  step "$(basename "$bin")" 120 "$bin"
+done
+
+# compute-sanitizer: every tool on every gpu test, shapes cut to the tails (it runs 10-100x slower).
+for tool in memcheck racecheck initcheck synccheck; do
+  for bin in "${gpu_tests[@]}"; do
+    step "sanitizer-$tool-$(basename "$bin")" 240 env VAE_GPU_TEST_QUICK=1 \
+      "$sanitizer" --tool "$tool" --error-exitcode 99 "$bin"
+  done
+done
+
+python3 - "$out" "$logs" <<'PY'
+import glob, json, os, subprocess, sys
+out, logs = sys.argv[1], sys.argv[2]
+summary = open(os.path.join(out, "summary.txt")).read().split("== ")[1:]
+steps = {}
+for block in summary:
+    head, _, tail = block.partition("\n")
+    steps[head.split(":")[0]] = int(tail.strip().split()[-1])
+def query(field):
+    try:
+        return subprocess.run(["nvidia-smi", f"--query-gpu={field}", "--format=csv,noheader"],
+                              capture_output=True, text=True).stdout.strip()
+    except OSError:
+        return None
+# A gpu test that skipped did not run: count them, so "passed" cannot mean "never saw the GPU".
+gtest = {}
+for path in sorted(glob.glob(os.path.join(logs, "test_*_gpu.json"))):
+    cases = [case for suite in json.load(open(path))["testsuites"] for case in suite["testsuite"]]
+    gtest[os.path.basename(path)[:-5]] = {
+        "tests": len(cases),
+        "failed": sum(1 for c in cases if c.get("failures")),
+        "skipped": sum(1 for c in cases if c.get("result") == "SKIPPED")}
+all_ran = bool(gtest) and all(g["skipped"] == 0 and g["failed"] == 0 for g in gtest.values())
+report = {"device": query("name"), "driver": query("driver_version"), "commit": os.environ.get("VAE_COMMIT"),
+          "steps": steps, "gpu_tests": gtest,
+          "all_passed": all_ran and all(code == 0 for code in steps.values())}
+json.dump(report, open(os.path.join(out, "report.json"), "w"), indent=1)
+print(json.dumps(report, indent=1))
+PY
+tar -czf "$out/logs.tar.gz" -C "$logs" .
