@@ -40,7 +40,7 @@ CommandLine parse_command_line(int argc, const char* const* argv) {
   app.set_version_flag("--version", std::string("vae_cuda ") + kVersion);
   app.get_formatter()->column_width(28);
 
-  std::string hidden = "400", device = "auto";
+  std::string hidden = "400", device = "auto", precision = "fp32";
   app.add_option("--train", c.data_dir, "Train on the MNIST-format data in DIR (train-/t10k- IDX files, raw or .gz)")
       ->option_text("DIR")
       ->required();
@@ -52,6 +52,12 @@ CommandLine parse_command_line(int argc, const char* const* argv) {
   app.add_option("--beta", c.model.beta, "Weight of the KL term")->capture_default_str();
   app.add_option("--seed", c.seed, "Seed of every random draw (init, shuffling, noise)")->capture_default_str();
   app.add_option("--device", device, "Where to train")->capture_default_str()->check(CLI::IsMember({"auto", "cpu", "cuda"}));
+  app.add_option("--precision", precision, "GEMM arithmetic of the CUDA backend")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"fp32", "tf32"}));
+  app.add_option("--weight-decay", c.adam.weight_decay, "L2 penalty (Adam) or decoupled decay (--adamw)")
+      ->capture_default_str();
+  app.add_flag("--adamw", c.adam.decoupled, "Decoupled weight decay (AdamW) instead of Adam's L2 penalty");
   app.add_option("--out", c.out_dir, "Write metrics.csv here")->option_text("DIR");
   bool no_progress = false;
   app.add_flag("--no-progress", no_progress, "No progress bar, even on a terminal");
@@ -62,6 +68,7 @@ CommandLine parse_command_line(int argc, const char* const* argv) {
     static const std::map<std::string, DeviceChoice> kDevices = {
         {"auto", DeviceChoice::kAuto}, {"cpu", DeviceChoice::kCpu}, {"cuda", DeviceChoice::kCuda}};
     c.device = kDevices.at(device);
+    c.precision = precision == "tf32" ? Precision::kTf32 : Precision::kFp32;
     c.progress = !no_progress;
     validate(c);
   } catch (const CLI::CallForHelp&) {

@@ -85,8 +85,10 @@ int run_train(const TrainConfig& config) {
   TrainConfig run = config;
   run.model.input = data.train.image_size();
   ReferenceTrainer trainer(run, data.train, data.test);
-  fmt::print("{}, batch {}, Adam lr {}, seed {}\n", describe_model(run.model, make_layout(run.model).parameter_count()),
-             run.batch, run.adam.lr, run.seed);
+  const std::string decay = run.adam.weight_decay == 0.0 ? std::string()
+                            : fmt::format(" weight decay {}{}", run.adam.weight_decay, run.adam.decoupled ? " (AdamW)" : "");
+  fmt::print("{}, batch {}, Adam lr {}{}, seed {}\n", describe_model(run.model, make_layout(run.model).parameter_count()),
+             run.batch, run.adam.lr, decay, run.seed);
 
   MetricsFile metrics(run.out_dir);
   ProgressBar bar(run.progress);

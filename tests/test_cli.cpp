@@ -24,7 +24,7 @@ TEST(Cli, HelpListsEveryFlagAndExitsZero) {
   const auto r = cli("--help");
   EXPECT_EQ(r.exit_code, 0);
   for (const char* flag : {"--train", "--epochs", "--batch", "--lr", "--hidden", "--latent", "--beta", "--seed",
-                           "--device", "--out", "--version"})
+                           "--device", "--precision", "--weight-decay", "--adamw", "--out", "--version"})
     EXPECT_THAT(r.output, HasSubstr(flag));
 }
 
@@ -50,6 +50,8 @@ TEST(Cli, BadFlagsAndValuesExitTwoWithUsage) {
       "--train d --beta -1",                // negative beta
       "--train d --device tpu",             // unknown device
       "--train d --seed banana",            // non-numeric seed
+      "--train d --precision fp16",         // unknown precision
+      "--train d --weight-decay -0.1",      // negative decay
       "--train",                            // missing value
   };
   for (const char* args : bad) {
@@ -62,7 +64,8 @@ TEST(Cli, BadFlagsAndValuesExitTwoWithUsage) {
 
 TEST(Cli, ParsesEveryFlagIntoTheConfig) {
   const char* argv[] = {"vae_cuda", "--train", "dir", "--epochs", "3", "--batch", "64", "--lr", "0.002", "--hidden",
-                        "512,256", "--latent", "8", "--beta", "0.5", "--seed", "77", "--device", "cpu", "--out", "o"};
+                        "512,256", "--latent", "8", "--beta", "0.5", "--seed", "77", "--device", "cpu", "--out", "o",
+                        "--precision", "tf32", "--weight-decay", "0.01", "--adamw"};
   const CommandLine c = parse_command_line(static_cast<int>(std::size(argv)), argv);
   ASSERT_FALSE(c.exit_code.has_value());
   EXPECT_EQ(c.config.data_dir, "dir");
@@ -75,6 +78,9 @@ TEST(Cli, ParsesEveryFlagIntoTheConfig) {
   EXPECT_EQ(c.config.seed, 77u);
   EXPECT_EQ(c.config.device, DeviceChoice::kCpu);
   EXPECT_EQ(c.config.out_dir, "o");
+  EXPECT_EQ(c.config.precision, Precision::kTf32);
+  EXPECT_DOUBLE_EQ(c.config.adam.weight_decay, 0.01);
+  EXPECT_TRUE(c.config.adam.decoupled);
 }
 
 TEST(Cli, DefaultsArePyTorchsExample) {
@@ -88,6 +94,9 @@ TEST(Cli, DefaultsArePyTorchsExample) {
   EXPECT_EQ(c.config.model.latent, 20);
   EXPECT_FLOAT_EQ(c.config.model.beta, 1.0f);
   EXPECT_EQ(c.config.device, DeviceChoice::kAuto);
+  EXPECT_EQ(c.config.precision, Precision::kFp32);
+  EXPECT_EQ(c.config.adam.weight_decay, 0.0);
+  EXPECT_FALSE(c.config.adam.decoupled);
 }
 
 TEST(Cli, MissingDataDirectoryIsAOneLineErrorNamingIt) {

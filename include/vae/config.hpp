@@ -19,6 +19,9 @@ struct ModelConfig {
 
 enum class DeviceChoice { kAuto, kCpu, kCuda };
 
+// The CUDA GEMMs' arithmetic: plain FP32, or TF32 tensor cores with FP32 accumulation.
+enum class Precision { kFp32, kTf32 };
+
 struct TrainConfig {
   ModelConfig model;
   std::string data_dir;
@@ -28,6 +31,7 @@ struct TrainConfig {
   AdamHyper adam;
   uint64_t seed = 1;
   DeviceChoice device = DeviceChoice::kAuto;
+  Precision precision = Precision::kFp32;  // the CUDA backend's; the reference is always FP32
   bool progress = true;  // a progress bar, when stdout is a terminal
 };
 

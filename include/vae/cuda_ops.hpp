@@ -8,11 +8,12 @@
 
 #include <cstdint>
 
+#include "vae/config.hpp"
 #include "vae/element_math.hpp"
 
 namespace vae::cuda {
 
-enum class Precision { kFp32, kTf32 };
+using vae::Precision;
 
 // ---- linear+bias+ReLU (kernels/linear_relu.cu) ------------------------------------------------
 // Scratch for split-K partial sums; sized by linear_workspace_floats for the largest layer.
