@@ -40,7 +40,7 @@ CommandLine parse_command_line(int argc, const char* const* argv) {
   app.set_version_flag("--version", std::string("vae_cuda ") + kVersion);
   app.get_formatter()->column_width(28);
 
-  std::string hidden = "400", device = "auto", precision = "fp32";
+  std::string hidden = "400", device = "auto", precision = "fp32", data = "stream";
   app.add_option("--train", c.data_dir, "Train on the MNIST-format data in DIR (train-/t10k- IDX files, raw or .gz)")
       ->option_text("DIR")
       ->required();
@@ -55,6 +55,11 @@ CommandLine parse_command_line(int argc, const char* const* argv) {
   app.add_option("--precision", precision, "GEMM arithmetic of the CUDA backend")
       ->capture_default_str()
       ->check(CLI::IsMember({"fp32", "tf32"}));
+  app.add_option("--data", data, "Training images streamed from host memory, or resident on the GPU")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"stream", "device"}));
+  bool no_graph = false;
+  app.add_flag("--no-graph", no_graph, "Plain kernel launches instead of CUDA graph replay (for comparison)");
   app.add_option("--weight-decay", c.adam.weight_decay, "L2 penalty (Adam) or decoupled decay (--adamw)")
       ->capture_default_str();
   app.add_flag("--adamw", c.adam.decoupled, "Decoupled weight decay (AdamW) instead of Adam's L2 penalty");
@@ -69,6 +74,8 @@ CommandLine parse_command_line(int argc, const char* const* argv) {
         {"auto", DeviceChoice::kAuto}, {"cpu", DeviceChoice::kCpu}, {"cuda", DeviceChoice::kCuda}};
     c.device = kDevices.at(device);
     c.precision = precision == "tf32" ? Precision::kTf32 : Precision::kFp32;
+    c.data = data == "device" ? DataPlacement::kResident : DataPlacement::kStreamed;
+    c.cuda_graphs = !no_graph;
     c.progress = !no_progress;
     validate(c);
   } catch (const CLI::CallForHelp&) {

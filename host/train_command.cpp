@@ -9,31 +9,27 @@
 #include <numeric>
 
 #include "progress.hpp"
+#include "vae/cuda_backend.hpp"
 #include "vae/cuda_device.hpp"
 #include "vae/error.hpp"
 #include "vae/idx.hpp"
 #include "vae/layout.hpp"
+#include "vae/reference_backend.hpp"
 #include "vae/trainer.hpp"
 
 namespace vae {
 namespace {
 
-// Until the CUDA training runtime lands, every run uses the reference backend; this says why.
-void announce_backend(DeviceChoice choice) {
+// --device auto takes the GPU when the CUDA runtime finds one; --device cuda insists on it. `why`
+// receives the reason when auto falls back to the CPU, for the one line that says so.
+std::unique_ptr<TrainingBackend> make_backend(const TrainConfig& config, const MnistData& data, std::string& why) {
   const CudaDevices devices = query_cuda_devices();
-  if (choice == DeviceChoice::kCuda) {
-    if (devices.count == 0) throw Error(fmt::format("--device cuda: no CUDA device available ({})", devices.why_none));
-    throw Error(fmt::format("--device cuda: found {}, but the CUDA training step is not built yet; use --device cpu",
-                            devices.first_name));
-  }
-  if (choice == DeviceChoice::kCpu) {
-    fmt::print("device: CPU reference backend (--device cpu)\n");
-  } else if (devices.count == 0) {
-    fmt::print("device: no CUDA device ({}); training on the CPU reference backend\n", devices.why_none);
-  } else {
-    fmt::print("device: {} found, but the CUDA training step is not built yet; training on the CPU reference backend\n",
-               devices.first_name);
-  }
+  if (config.device == DeviceChoice::kCuda && devices.count == 0)
+    throw Error(fmt::format("--device cuda: no CUDA device available ({})", devices.why_none));
+  const bool gpu = config.device == DeviceChoice::kCuda || (config.device == DeviceChoice::kAuto && devices.count > 0);
+  if (gpu) return std::make_unique<CudaBackend>(config, data.train, data.test);
+  if (config.device == DeviceChoice::kAuto) why = fmt::format(" (no CUDA device: {})", devices.why_none);
+  return std::make_unique<ReferenceBackend>(config);
 }
 
 std::string describe_model(const ModelConfig& m, int64_t parameters) {
@@ -77,14 +73,14 @@ class MetricsFile {
 }  // namespace
 
 int run_train(const TrainConfig& config) {
-  announce_backend(config.device);
   const MnistData data = load_mnist_dir(config.data_dir);
-  fmt::print("data: {} ({} training, {} test images of {}x{})\n", config.data_dir, data.train.count, data.test.count,
-             data.train.rows, data.train.cols);
-
   TrainConfig run = config;
   run.model.input = data.train.image_size();
-  ReferenceTrainer trainer(run, data.train, data.test);
+  std::string why;
+  Trainer trainer(run, data.train, data.test, make_backend(run, data, why));
+  fmt::print("device: {}{}\n", trainer.backend().describe(), why);
+  fmt::print("data: {} ({} training, {} test images of {}x{})\n", config.data_dir, data.train.count, data.test.count,
+             data.train.rows, data.train.cols);
   const std::string decay = run.adam.weight_decay == 0.0 ? std::string()
                             : fmt::format(" weight decay {}{}", run.adam.weight_decay, run.adam.decoupled ? " (AdamW)" : "");
   fmt::print("{}, batch {}, Adam lr {}{}, seed {}\n", describe_model(run.model, make_layout(run.model).parameter_count()),

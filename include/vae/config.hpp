@@ -22,6 +22,10 @@ enum class DeviceChoice { kAuto, kCpu, kCuda };
 // The CUDA GEMMs' arithmetic: plain FP32, or TF32 tensor cores with FP32 accumulation.
 enum class Precision { kFp32, kTf32 };
 
+// Where the training images live during an epoch: streamed from host memory batch by batch, or
+// resident on the device (gathered there) for comparison.
+enum class DataPlacement { kStreamed, kResident };
+
 struct TrainConfig {
   ModelConfig model;
   std::string data_dir;
@@ -32,6 +36,8 @@ struct TrainConfig {
   uint64_t seed = 1;
   DeviceChoice device = DeviceChoice::kAuto;
   Precision precision = Precision::kFp32;  // the CUDA backend's; the reference is always FP32
+  DataPlacement data = DataPlacement::kStreamed;
+  bool cuda_graphs = true;  // replay the step as a CUDA graph (off: plain launches, for comparison)
   bool progress = true;  // a progress bar, when stdout is a terminal
 };
 

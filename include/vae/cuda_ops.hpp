@@ -63,4 +63,14 @@ void bce_kl_loss(int rows, int pixels, int latent, const float* logits, const ui
 void adam_step(int64_t n, const AdamHyper& hyper, const long long* step, const float* grads, float* params,
                float* m, float* v, cudaStream_t stream);
 
+// ---- per-step device state (kernels/step_state.cu) --------------------------------------------
+// ++*step, then *noise_stream = train_stream(*step): the first node of every captured step.
+void advance_step(long long* step, uint64_t* noise_stream, cudaStream_t stream);
+// *noise_stream = value (evaluation keys its noise by epoch and batch).
+void set_noise_stream(uint64_t value, uint64_t* noise_stream, cudaStream_t stream);
+// Device-resident data: out[r] = data[order[*cursor + r]] for rows images of row_bytes each, then
+// *cursor += rows, so replays of one graph walk the epoch's order.
+void gather_rows(int rows, int row_bytes, const uint32_t* order, uint32_t* cursor, const uint8_t* data,
+                 uint8_t* out, cudaStream_t stream);
+
 }  // namespace vae::cuda

@@ -1,56 +1,54 @@
-// Training on the reference backend: owns the flat parameter, gradient and Adam buffers, feeds
-// shuffled batches of the data set through ReferenceVae, and evaluates on the test split.
+// The epoch loop, written once for every backend: the seeded order of each epoch, batches streamed
+// through the feeder's ring of host slots (or gathered from device-resident data), the partial last
+// batch included, then the evaluation on the test split.
 #pragma once
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <vector>
 
+#include "vae/batch_feeder.hpp"
 #include "vae/config.hpp"
 #include "vae/idx.hpp"
-#include "vae/reference_model.hpp"
+#include "vae/training_backend.hpp"
 
 namespace vae {
 
 struct EpochStats {
-  int epoch = 0;             // 1-based
-  long long step = 0;        // Adam steps taken so far
-  double train_loss = 0;     // per image: reconstruction + beta * KL, averaged over the epoch
-  double train_bce = 0;      // per image
-  double train_kl = 0;       // per image
-  double test_loss = 0;      // per image, z sampled as in training
+  int epoch = 0;          // 1-based
+  long long step = 0;     // optimiser steps taken so far
+  double train_loss = 0;  // per image: reconstruction + beta * KL, averaged over the epoch
+  double train_bce = 0;   // per image
+  double train_kl = 0;    // per image
+  double test_loss = 0;   // per image, z sampled as in training
   double images_per_second = 0;
-  double seconds = 0;        // wall time of the epoch's training (evaluation excluded)
+  double seconds = 0;  // wall time of the epoch's training, device work included, evaluation excluded
 };
 
-class ReferenceTrainer {
+class Trainer {
  public:
-  ReferenceTrainer(const TrainConfig& config, const MnistSplit& train, const MnistSplit& test);
+  Trainer(const TrainConfig& config, const MnistSplit& train, const MnistSplit& test,
+          std::unique_ptr<TrainingBackend> backend);
 
-  // One optimisation step on the given images of the training split; returns the batch's sums.
-  ref::LossSums train_batch(const uint32_t* indices, int rows);
-
-  // A full pass over the training split in this epoch's seeded order, then the test evaluation.
-  // on_batch(done, total, mean loss so far) is called after every batch when given.
+  // on_batch(done, total, mean loss so far) is called every few batches and after the last; reading
+  // the loss may wait for the device, so it is not called per step.
   EpochStats train_epoch(const std::function<void(int, int, double)>& on_batch = {});
 
-  // Mean loss per image over the test split, ε keyed by the epoch.
-  double evaluate(int epoch);
-
-  const std::vector<float>& params() const { return params_; }
-  long long step() const { return step_; }
+  TrainingBackend& backend() { return *backend_; }
   int epoch() const { return epoch_; }
 
- private:
-  void load_batch(const MnistSplit& split, const uint32_t* indices, int rows);
+  // Host slots in the streaming ring: enough for the producer to stay a few batches ahead.
+  static constexpr int kHostSlots = 4;
+  // Batches between progress read-outs.
+  static constexpr int kProgressInterval = 25;
 
+ private:
   TrainConfig config_;
   const MnistSplit& train_;
   const MnistSplit& test_;
-  ReferenceVae<float> model_;
-  std::vector<float> params_, grads_, adam_m_, adam_v_;
-  std::vector<float> batch_;  // [batch, input] pixels scaled to [0, 1]
-  long long step_ = 0;
+  std::unique_ptr<TrainingBackend> backend_;
+  std::unique_ptr<BatchFeeder> feeder_;  // null with resident data
   int epoch_ = 0;
 };
 

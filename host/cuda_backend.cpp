@@ -1,0 +1,321 @@
+// CudaBackend: device memory sized once from the config, the step written once over the CUDA ops
+// and captured per (input slot, batch rows), streams and events ordering copy before compute.
+#include "vae/cuda_backend.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <nvtx3/nvtx3.hpp>
+
+#include "vae/cuda_check.hpp"
+#include "vae/gemm_plan.hpp"
+#include "vae/noise_streams.hpp"
+#include "vae/reference_model.hpp"
+
+namespace vae {
+namespace {
+
+// Activation offsets are rounded to 64 floats (256 bytes) so every buffer suits vector loads.
+int64_t round_up(int64_t n) { return (n + 63) / 64 * 64; }
+
+int multiprocessors() {
+  int device = 0, count = 0;
+  VAE_CUDA_CHECK(cudaGetDevice(&device));
+  VAE_CUDA_CHECK(cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, device));
+  return count;
+}
+
+}  // namespace
+
+CudaBackend::CudaBackend(const TrainConfig& config, const MnistSplit& train, const MnistSplit& test)
+    : config_(config), layout_(make_layout(config.model)) {
+  cudaDeviceProp props{};
+  VAE_CUDA_CHECK(cudaGetDeviceProperties(&props, 0));
+  device_name_ = props.name;
+  VAE_CUDA_CHECK(cudaStreamCreateWithFlags(&compute_, cudaStreamNonBlocking));
+  VAE_CUDA_CHECK(cudaStreamCreateWithFlags(&copy_, cudaStreamNonBlocking));
+  for (int k = 0; k < kDeviceSlots; ++k) {
+    VAE_CUDA_CHECK(cudaEventCreateWithFlags(&copy_done_[k], cudaEventDisableTiming));
+    VAE_CUDA_CHECK(cudaEventCreateWithFlags(&compute_done_[k], cudaEventDisableTiming));
+  }
+
+  // Parameters start exactly where the reference backend's do.
+  std::vector<float> initial(static_cast<size_t>(layout_.total), 0.0f);
+  init_params(layout_, config.seed, initial.data());
+  params_ = DeviceBuffer<float>(initial);
+  for (auto* buffer : {&grads_, &adam_m_, &adam_v_}) {
+    *buffer = DeviceBuffer<float>(initial.size());
+    buffer->zero();
+  }
+
+  // The activation workspace: each layer's output and its gradient, ε, z, dz, then GEMM scratch
+  // large enough for every batch size this run will see (full, the partial last, evaluation's last).
+  const int batch = config.batch, latent = config.model.latent;
+  const int sms = multiprocessors();
+  int64_t gemm_floats = 0;
+  for (int rows : {batch, static_cast<int>(train.count % batch), static_cast<int>(test.count % batch)}) {
+    if (rows == 0) continue;
+    for (const LinearSlot& l : layout_.layers)
+      gemm_floats = std::max(gemm_floats, cuda::linear_workspace_floats(rows, l.in, l.out, config.precision, sms));
+  }
+  int64_t floats = 0;
+  std::vector<int64_t> out_offsets, grad_offsets;
+  for (const LinearSlot& l : layout_.layers) {
+    out_offsets.push_back(floats);
+    floats += round_up(static_cast<int64_t>(batch) * l.out);
+    grad_offsets.push_back(floats);
+    floats += round_up(static_cast<int64_t>(batch) * l.out);
+  }
+  const int64_t latent_floats = round_up(static_cast<int64_t>(batch) * latent);
+  const int64_t eps_offset = floats, z_offset = floats + latent_floats, dz_offset = floats + 2 * latent_floats;
+  const int64_t gemm_offset = floats + 3 * latent_floats;
+  workspace_ = DeviceBuffer<float>(static_cast<size_t>(gemm_offset + std::max<int64_t>(gemm_floats, 1)));
+  workspace_.zero();  // padding and unused tails stay defined for the sanitizer's initcheck
+  float* base = workspace_.data();
+  for (size_t i = 0; i < layout_.layers.size(); ++i) {
+    act_.out.push_back(base + out_offsets[i]);
+    act_.grad.push_back(base + grad_offsets[i]);
+  }
+  act_.eps = base + eps_offset;
+  act_.z = base + z_offset;
+  act_.dz = base + dz_offset;
+  gemm_workspace_ = cuda::GemmWorkspace{base + gemm_offset, gemm_floats};
+
+  row_scratch_ = DeviceBuffer<double>(2 * static_cast<size_t>(batch));
+  train_totals_ = DeviceBuffer<double>(2);
+  eval_totals_ = DeviceBuffer<double>(2);
+  train_totals_.zero();
+  step_ = DeviceBuffer<long long>(1);
+  step_.zero();
+  noise_stream_ = DeviceBuffer<uint64_t>(1);
+  noise_stream_.zero();
+  slot_bytes_ = static_cast<size_t>(batch) * config.model.input;
+  device_batches_ = DeviceBuffer<uint8_t>((kDeviceSlots + 1) * slot_bytes_);
+  test_pixels_ = DeviceBuffer<uint8_t>(test.pixels);
+  test_split_ = &test;
+}
+
+CudaBackend::~CudaBackend() {
+  // Nothing here may throw: release what exists, in reverse order of need.
+  if (compute_ != nullptr) cudaStreamSynchronize(compute_);
+  if (copy_ != nullptr) cudaStreamSynchronize(copy_);
+  for (auto& [key, graph] : graphs_) cudaGraphExecDestroy(graph);
+  for (int k = 0; k < kDeviceSlots; ++k) {
+    if (copy_done_[k] != nullptr) cudaEventDestroy(copy_done_[k]);
+    if (compute_done_[k] != nullptr) cudaEventDestroy(compute_done_[k]);
+  }
+  if (pinned_ != nullptr) cudaFreeHost(pinned_);
+  if (copy_ != nullptr) cudaStreamDestroy(copy_);
+  if (compute_ != nullptr) cudaStreamDestroy(compute_);
+}
+
+std::string CudaBackend::describe() const {
+  return fmt::format("{} ({}, {}, {} data)", device_name_, config_.precision == Precision::kTf32 ? "tf32" : "fp32",
+                     config_.cuda_graphs ? "CUDA graph replay" : "plain launches",
+                     config_.data == DataPlacement::kResident ? "device-resident" : "streamed");
+}
+
+std::vector<uint8_t*> CudaBackend::host_slots(int count, size_t bytes) {
+  if (pinned_ != nullptr) throw Error("CudaBackend::host_slots: already allocated");
+  VAE_CUDA_CHECK(cudaHostAlloc(reinterpret_cast<void**>(&pinned_), static_cast<size_t>(count) * bytes,
+                               cudaHostAllocDefault));
+  std::vector<uint8_t*> slots;
+  for (int i = 0; i < count; ++i) slots.push_back(pinned_ + static_cast<size_t>(i) * bytes);
+  return slots;
+}
+
+const float* CudaBackend::layer_input(int layer) const {
+  if (layer == layout_.first_decoder()) return act_.z;
+  return act_.out[layer - 1];  // layer 0 reads the pixels instead
+}
+
+float* CudaBackend::layer_input_grad(int layer) const {
+  if (layer == layout_.first_decoder()) return act_.dz;
+  return act_.grad[layer - 1];
+}
+
+void CudaBackend::enqueue_forward(const uint8_t* pixels, int rows) {
+  nvtx3::scoped_range range{"forward"};
+  const int head = layout_.head();
+  for (int i = 0; i < static_cast<int>(layout_.layers.size()); ++i) {
+    const LinearSlot& l = layout_.layers[i];
+    const float* weight = params_.data() + l.weight_offset;
+    const float* bias = params_.data() + l.bias_offset;
+    if (i == layout_.first_decoder())
+      cuda::reparam_forward(rows, config_.model.latent, config_.seed, noise_stream_.data(), act_.out[head], act_.eps,
+                            act_.z, compute_);
+    if (i == 0)
+      cuda::linear_forward_pixels(rows, l.in, l.out, l.relu, pixels, weight, bias, act_.out[0], config_.precision,
+                                  gemm_workspace_, compute_);
+    else
+      cuda::linear_forward(rows, l.in, l.out, l.relu, layer_input(i), weight, bias, act_.out[i], config_.precision,
+                           gemm_workspace_, compute_);
+  }
+}
+
+// The whole training step, in stream order; captured into a graph or launched as is.
+void CudaBackend::enqueue_step(const uint8_t* pixels, int rows) {
+  cuda::advance_step(step_.data(), noise_stream_.data(), compute_);
+  enqueue_forward(pixels, rows);
+  const int head = layout_.head(), out = layout_.output();
+  {
+    nvtx3::scoped_range range{"loss"};
+    cuda::bce_kl_loss(rows, config_.model.input, config_.model.latent, act_.out[out], pixels, act_.out[head],
+                      act_.grad[out], row_scratch_.data(), train_totals_.data(), compute_);
+  }
+  {
+    nvtx3::scoped_range range{"backward"};
+    for (int i = out; i >= 0; --i) {
+      const LinearSlot& l = layout_.layers[i];
+      float* dweight = grads_.data() + l.weight_offset;
+      float* dbias = grads_.data() + l.bias_offset;
+      if (i == 0)
+        cuda::linear_backward_pixels(rows, l.in, l.out, l.relu, pixels, act_.out[0], act_.grad[0], dweight, dbias,
+                                     config_.precision, gemm_workspace_, compute_);
+      else
+        cuda::linear_backward(rows, l.in, l.out, l.relu, layer_input(i), params_.data() + l.weight_offset,
+                              act_.out[i], act_.grad[i], layer_input_grad(i), dweight, dbias, config_.precision,
+                              gemm_workspace_, compute_);
+      if (i == layout_.first_decoder())
+        cuda::reparam_backward(rows, config_.model.latent, config_.model.beta, act_.out[head], act_.eps, act_.dz,
+                               act_.grad[head], compute_);
+    }
+  }
+  nvtx3::scoped_range range{"optimizer"};
+  cuda::adam_step(layout_.total, config_.adam, step_.data(), grads_.data(), params_.data(), adam_m_.data(),
+                  adam_v_.data(), compute_);
+}
+
+uint8_t* CudaBackend::resident_batch() {
+  return device_batches_.data() + static_cast<size_t>(kDeviceSlots) * slot_bytes_;
+}
+
+void CudaBackend::enqueue_gather(int rows) {
+  cuda::gather_rows(rows, config_.model.input, epoch_order_.data(), cursor_.data(), resident_pixels_.data(),
+                    resident_batch(), compute_);
+}
+
+// One graph per (input buffer, rows): the streamed slots and the resident batch are distinct
+// buffers, and only the resident one is filled by a gather inside the graph.
+cudaGraphExec_t CudaBackend::graph_for(const uint8_t* pixels, int rows, bool gather_first) {
+  const auto key = std::make_pair(pixels, rows);
+  if (const auto found = graphs_.find(key); found != graphs_.end()) return found->second;
+  VAE_CUDA_CHECK(cudaStreamBeginCapture(compute_, cudaStreamCaptureModeRelaxed));
+  try {
+    if (gather_first) enqueue_gather(rows);
+    enqueue_step(pixels, rows);
+  } catch (...) {
+    cudaGraph_t partial = nullptr;
+    cudaStreamEndCapture(compute_, &partial);
+    if (partial != nullptr) cudaGraphDestroy(partial);
+    throw;
+  }
+  cudaGraph_t graph = nullptr;
+  VAE_CUDA_CHECK(cudaStreamEndCapture(compute_, &graph));
+  cudaGraphExec_t exec = nullptr;
+  const cudaError_t status = cudaGraphInstantiate(&exec, graph, 0);
+  cudaGraphDestroy(graph);
+  VAE_CUDA_CHECK(status);
+  graphs_.emplace(key, exec);
+  return exec;
+}
+
+void CudaBackend::run_step(const uint8_t* pixels, int rows, bool gather_first) {
+  nvtx3::scoped_range range{"step"};
+  if (config_.cuda_graphs) {
+    VAE_CUDA_CHECK(cudaGraphLaunch(graph_for(pixels, rows, gather_first), compute_));
+  } else {
+    if (gather_first) enqueue_gather(rows);
+    enqueue_step(pixels, rows);
+  }
+  ++steps_enqueued_;
+}
+
+std::function<void()> CudaBackend::train_step(const uint8_t* pixels, int rows) {
+  if (rows < 1 || rows > config_.batch)
+    throw Error(fmt::format("train_step: {} rows, expected 1 to {}", rows, config_.batch));
+  const int k = next_slot_;
+  next_slot_ = (next_slot_ + 1) % kDeviceSlots;
+  uint8_t* device_slot = device_batches_.data() + static_cast<size_t>(k) * slot_bytes_;
+  {
+    nvtx3::scoped_range range{"data"};
+    // The device slot is free once the step that last read it is done; the copy then runs on its
+    // own stream while the previous step computes.
+    VAE_CUDA_CHECK(cudaStreamWaitEvent(copy_, compute_done_[k], 0));
+    VAE_CUDA_CHECK(cudaMemcpyAsync(device_slot, pixels, static_cast<size_t>(rows) * config_.model.input,
+                                   cudaMemcpyHostToDevice, copy_));
+    VAE_CUDA_CHECK(cudaEventRecord(copy_done_[k], copy_));
+    VAE_CUDA_CHECK(cudaStreamWaitEvent(compute_, copy_done_[k], 0));
+  }
+  run_step(device_slot, rows, false);
+  VAE_CUDA_CHECK(cudaEventRecord(compute_done_[k], compute_));
+  // The host slot may be refilled once its copy has finished (or a later copy on the same stream).
+  cudaEvent_t copied = copy_done_[k];
+  return [copied] { VAE_CUDA_CHECK(cudaEventSynchronize(copied)); };
+}
+
+bool CudaBackend::use_resident_data(const MnistSplit& train) {
+  resident_pixels_ = DeviceBuffer<uint8_t>(train.pixels);
+  epoch_order_ = DeviceBuffer<uint32_t>(static_cast<size_t>(train.count));
+  cursor_ = DeviceBuffer<uint32_t>(1);
+  cursor_.zero();
+  return true;
+}
+
+void CudaBackend::set_epoch_order(const std::vector<uint32_t>& order) {
+  if (order.size() != epoch_order_.size()) throw Error("set_epoch_order: order does not match the resident data");
+  // Ordered on the compute stream after the previous epoch's steps; one copy and a reset per epoch.
+  VAE_CUDA_CHECK(cudaMemcpyAsync(epoch_order_.data(), order.data(), order.size() * sizeof(uint32_t),
+                                 cudaMemcpyHostToDevice, compute_));
+  VAE_CUDA_CHECK(cudaMemsetAsync(cursor_.data(), 0, sizeof(uint32_t), compute_));
+  VAE_CUDA_CHECK(cudaStreamSynchronize(compute_));  // `order` is pageable and the caller's
+}
+
+void CudaBackend::train_step_resident(uint32_t /*first*/, int rows) {
+  // The cursor on the device walks the order, so `first` is implied by the steps before.
+  run_step(resident_batch(), rows, true);
+}
+
+ref::LossSums CudaBackend::epoch_sums() {
+  double host[2] = {0, 0};
+  VAE_CUDA_CHECK(cudaMemcpyAsync(host, train_totals_.data(), sizeof host, cudaMemcpyDeviceToHost, compute_));
+  VAE_CUDA_CHECK(cudaStreamSynchronize(compute_));
+  return ref::LossSums{host[0], host[1]};
+}
+
+void CudaBackend::reset_epoch_sums() {
+  VAE_CUDA_CHECK(cudaMemsetAsync(train_totals_.data(), 0, 2 * sizeof(double), compute_));
+}
+
+double CudaBackend::evaluate(const MnistSplit& split, int epoch) {
+  nvtx3::scoped_range range{"evaluation"};
+  if (&split != test_split_) {  // the test split is uploaded once; another split when asked for
+    test_pixels_ = DeviceBuffer<uint8_t>(split.pixels);
+    test_split_ = &split;
+  }
+  const auto count = static_cast<uint32_t>(split.count);
+  const int image = split.image_size();
+  VAE_CUDA_CHECK(cudaMemsetAsync(eval_totals_.data(), 0, 2 * sizeof(double), compute_));
+  for (uint32_t first = 0, b = 0; first < count; first += config_.batch, ++b) {
+    const int rows = static_cast<int>(std::min<uint32_t>(config_.batch, count - first));
+    const uint8_t* pixels = test_pixels_.data() + static_cast<size_t>(first) * image;
+    cuda::set_noise_stream(eval_stream(static_cast<uint64_t>(epoch), b), noise_stream_.data(), compute_);
+    enqueue_forward(pixels, rows);
+    cuda::bce_kl_loss(rows, config_.model.input, config_.model.latent, act_.out[layout_.output()], pixels,
+                      act_.out[layout_.head()], nullptr, row_scratch_.data(), eval_totals_.data(), compute_);
+  }
+  double host[2] = {0, 0};
+  VAE_CUDA_CHECK(cudaMemcpyAsync(host, eval_totals_.data(), sizeof host, cudaMemcpyDeviceToHost, compute_));
+  VAE_CUDA_CHECK(cudaStreamSynchronize(compute_));
+  return (host[0] + config_.model.beta * host[1]) / count;
+}
+
+std::vector<float> CudaBackend::parameters() {
+  std::vector<float> host(params_.size());
+  VAE_CUDA_CHECK(cudaMemcpyAsync(host.data(), params_.data(), host.size() * sizeof(float), cudaMemcpyDeviceToHost,
+                                 compute_));
+  VAE_CUDA_CHECK(cudaStreamSynchronize(compute_));
+  return host;
+}
+
+}  // namespace vae

@@ -1,0 +1,84 @@
+// ReferenceBackend: the VAE step on the CPU, one batch at a time.
+#include "vae/reference_backend.hpp"
+
+#include <algorithm>
+
+#include "parallel.hpp"
+#include "vae/error.hpp"
+#include "vae/noise_streams.hpp"
+
+namespace vae {
+
+ReferenceBackend::ReferenceBackend(const TrainConfig& config)
+    : config_(config), model_(config.model, config.batch) {
+  const auto total = static_cast<size_t>(model_.layout().total);
+  params_.assign(total, 0.0f);
+  grads_.assign(total, 0.0f);
+  adam_m_.assign(total, 0.0f);
+  adam_v_.assign(total, 0.0f);
+  batch_.resize(static_cast<size_t>(config.batch) * config.model.input);
+  init_params(model_.layout(), config.seed, params_.data());
+}
+
+std::string ReferenceBackend::describe() const { return "CPU reference backend"; }
+
+std::vector<uint8_t*> ReferenceBackend::host_slots(int count, size_t bytes) {
+  slots_.assign(static_cast<size_t>(count), std::vector<uint8_t>(bytes));
+  std::vector<uint8_t*> pointers;
+  for (auto& slot : slots_) pointers.push_back(slot.data());
+  return pointers;
+}
+
+void ReferenceBackend::load_pixels(const uint8_t* pixels, int rows) {
+  const int64_t count = static_cast<int64_t>(rows) * config_.model.input;
+  // x / 255 as torchvision's ToTensor computes it.
+#pragma omp parallel for schedule(static) if (ref::worth_parallel(count))
+  for (int64_t i = 0; i < count; ++i) batch_[i] = static_cast<float>(pixels[i]) / 255.0f;
+}
+
+std::function<void()> ReferenceBackend::train_step(const uint8_t* pixels, int rows) {
+  if (rows < 1 || rows > config_.batch)
+    throw Error("train_step: " + std::to_string(rows) + " rows, expected 1 to " + std::to_string(config_.batch));
+  load_pixels(pixels, rows);
+  ++step_;
+  const ref::LossSums loss =
+      model_.run(rows, batch_.data(), config_.seed, train_stream(step_), params_.data(), grads_.data());
+  ref::adam_step(static_cast<int64_t>(params_.size()), config_.adam, step_, grads_.data(), params_.data(),
+                 adam_m_.data(), adam_v_.data());
+  sums_.bce += loss.bce;
+  sums_.kl += loss.kl;
+  return {};  // the pixels were consumed synchronously
+}
+
+bool ReferenceBackend::use_resident_data(const MnistSplit& train) {
+  resident_ = &train;
+  resident_batch_.resize(static_cast<size_t>(config_.batch) * train.image_size());
+  return true;
+}
+
+void ReferenceBackend::set_epoch_order(const std::vector<uint32_t>& order) { order_ = order; }
+
+void ReferenceBackend::train_step_resident(uint32_t first, int rows) {
+  if (resident_ == nullptr || first + static_cast<uint64_t>(rows) > order_.size())
+    throw Error("train_step_resident: no resident data or batch outside the epoch order");
+  const size_t image = static_cast<size_t>(resident_->image_size());
+  for (int r = 0; r < rows; ++r)
+    std::copy_n(resident_->pixels.data() + order_[first + r] * image, image, resident_batch_.data() + r * image);
+  train_step(resident_batch_.data(), rows);
+}
+
+double ReferenceBackend::evaluate(const MnistSplit& split, int epoch) {
+  const auto count = static_cast<uint32_t>(split.count);
+  const size_t image = static_cast<size_t>(split.image_size());
+  double total = 0;
+  for (uint32_t first = 0, b = 0; first < count; first += config_.batch, ++b) {
+    const int rows = static_cast<int>(std::min<uint32_t>(config_.batch, count - first));
+    load_pixels(split.pixels.data() + first * image, rows);
+    const ref::LossSums loss =
+        model_.run(rows, batch_.data(), config_.seed, eval_stream(epoch, b), params_.data(), nullptr);
+    total += loss.bce + config_.model.beta * loss.kl;
+  }
+  return total / count;
+}
+
+}  // namespace vae

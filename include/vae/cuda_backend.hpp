@@ -1,0 +1,84 @@
+// The GPU backend: the whole step (forward, loss, backward, Adam) on the device, replayed as a CUDA
+// graph, with batches copied from pinned host slots on a second stream so that the copy of batch
+// k + 1 overlaps the compute of batch k. The host never waits for the GPU inside an epoch.
+#pragma once
+
+#include <cuda_runtime_api.h>
+
+#include <map>
+#include <memory>
+#include <utility>
+#include <vector>
+
+#include "vae/config.hpp"
+#include "vae/cuda_ops.hpp"
+#include "vae/device_buffer.hpp"
+#include "vae/layout.hpp"
+#include "vae/training_backend.hpp"
+
+namespace vae {
+
+class CudaBackend : public TrainingBackend {
+ public:
+  // train and test fix the sizes of the partial batches; test is uploaded once for evaluation.
+  CudaBackend(const TrainConfig& config, const MnistSplit& train, const MnistSplit& test);
+  ~CudaBackend() override;
+  CudaBackend(const CudaBackend&) = delete;
+  CudaBackend& operator=(const CudaBackend&) = delete;
+
+  std::string describe() const override;
+  std::vector<uint8_t*> host_slots(int count, size_t bytes) override;
+  std::function<void()> train_step(const uint8_t* pixels, int rows) override;
+  bool use_resident_data(const MnistSplit& train) override;
+  void set_epoch_order(const std::vector<uint32_t>& order) override;
+  void train_step_resident(uint32_t first, int rows) override;
+  ref::LossSums epoch_sums() override;
+  void reset_epoch_sums() override;
+  double evaluate(const MnistSplit& split, int epoch) override;
+  std::vector<float> parameters() override;
+  long long step() const override { return steps_enqueued_; }
+
+  // Device slots for streamed batches: one being copied into while another is computed on.
+  static constexpr int kDeviceSlots = 2;
+
+ private:
+  struct Activations {
+    std::vector<float*> out, grad;  // per layer [batch, out]
+    float *eps, *z, *dz;            // [batch, latent]
+  };
+
+  uint8_t* resident_batch();
+  void enqueue_gather(int rows);
+  void enqueue_forward(const uint8_t* pixels, int rows);
+  void enqueue_step(const uint8_t* pixels, int rows);
+  void run_step(const uint8_t* pixels, int rows, bool gather_first);
+  cudaGraphExec_t graph_for(const uint8_t* pixels, int rows, bool gather_first);
+  const float* layer_input(int layer) const;
+  float* layer_input_grad(int layer) const;
+
+  TrainConfig config_;
+  ParamLayout layout_;
+  std::string device_name_;
+  cudaStream_t compute_ = nullptr, copy_ = nullptr;
+  cudaEvent_t copy_done_[kDeviceSlots] = {}, compute_done_[kDeviceSlots] = {};
+
+  // One allocation each, as the design asks: parameters, gradients, Adam's two moments, activations
+  // (with the GEMM split-K scratch at their end).
+  DeviceBuffer<float> params_, grads_, adam_m_, adam_v_, workspace_;
+  Activations act_{};
+  cuda::GemmWorkspace gemm_workspace_;
+  DeviceBuffer<double> row_scratch_, train_totals_, eval_totals_;
+  DeviceBuffer<long long> step_;
+  DeviceBuffer<uint64_t> noise_stream_;
+  DeviceBuffer<uint8_t> device_batches_;  // kDeviceSlots streamed batches, then one resident-gather batch
+  DeviceBuffer<uint8_t> test_pixels_, resident_pixels_;
+  DeviceBuffer<uint32_t> epoch_order_, cursor_;
+  const MnistSplit* test_split_ = nullptr;
+  uint8_t* pinned_ = nullptr;
+  size_t slot_bytes_ = 0;
+  int next_slot_ = 0;
+  long long steps_enqueued_ = 0;
+  std::map<std::pair<const uint8_t*, int>, cudaGraphExec_t> graphs_;  // (input, rows) -> step graph
+};
+
+}  // namespace vae

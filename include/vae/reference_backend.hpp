@@ -1,0 +1,46 @@
+// The CPU reference backend behind the TrainingBackend seam: ReferenceVae for the step, the
+// reference Adam, and plain host memory. It trains on machines without a GPU and is the oracle
+// the GPU backend is compared with step by step.
+#pragma once
+
+#include <memory>
+#include <vector>
+
+#include "vae/config.hpp"
+#include "vae/reference_model.hpp"
+#include "vae/training_backend.hpp"
+
+namespace vae {
+
+class ReferenceBackend : public TrainingBackend {
+ public:
+  explicit ReferenceBackend(const TrainConfig& config);
+
+  std::string describe() const override;
+  std::vector<uint8_t*> host_slots(int count, size_t bytes) override;
+  std::function<void()> train_step(const uint8_t* pixels, int rows) override;
+  bool use_resident_data(const MnistSplit& train) override;
+  void set_epoch_order(const std::vector<uint32_t>& order) override;
+  void train_step_resident(uint32_t first, int rows) override;
+  ref::LossSums epoch_sums() override { return sums_; }
+  void reset_epoch_sums() override { sums_ = {}; }
+  double evaluate(const MnistSplit& split, int epoch) override;
+  std::vector<float> parameters() override { return params_; }
+  long long step() const override { return step_; }
+
+ private:
+  void load_pixels(const uint8_t* pixels, int rows);  // into batch_, scaled to [0, 1]
+
+  TrainConfig config_;
+  ReferenceVae<float> model_;
+  std::vector<float> params_, grads_, adam_m_, adam_v_;
+  std::vector<float> batch_;
+  std::vector<std::vector<uint8_t>> slots_;
+  std::vector<uint8_t> resident_batch_;
+  const MnistSplit* resident_ = nullptr;
+  std::vector<uint32_t> order_;
+  ref::LossSums sums_;
+  long long step_ = 0;
+};
+
+}  // namespace vae

@@ -1,0 +1,49 @@
+// What the epoch loop asks of a backend (the CPU reference or the GPU): one optimisation step on a
+// batch of host pixels, the running loss sums, evaluation and the parameters. The loop, the data
+// order and the streaming are written once, in Trainer, above this seam.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "vae/idx.hpp"
+#include "vae/reference_ops.hpp"
+
+namespace vae {
+
+class TrainingBackend {
+ public:
+  virtual ~TrainingBackend() = default;
+
+  // One line for the user: where the steps run and how.
+  virtual std::string describe() const = 0;
+
+  // count host buffers of `bytes` each, owned by the backend, into which batches are gathered
+  // (page-locked on the GPU, so copies from them are truly asynchronous).
+  virtual std::vector<uint8_t*> host_slots(int count, size_t bytes) = 0;
+
+  // One step on rows images at `pixels` ([rows, image_size] uint8). Returns what must happen before
+  // that memory may be overwritten; an empty function when it may be overwritten at once.
+  virtual std::function<void()> train_step(const uint8_t* pixels, int rows) = 0;
+
+  // Device-resident data (--data device): the backend keeps the whole split and gathers batch rows
+  // of the epoch's order itself. Backends without it return false from use_resident_data.
+  virtual bool use_resident_data(const MnistSplit& /*train*/) { return false; }
+  virtual void set_epoch_order(const std::vector<uint32_t>& /*order*/) {}
+  virtual void train_step_resident(uint32_t /*first*/, int /*rows*/) {}
+
+  // Sums over this epoch's steps so far (may wait for the device), and their reset.
+  virtual ref::LossSums epoch_sums() = 0;
+  virtual void reset_epoch_sums() = 0;
+
+  // Mean loss per image (reconstruction + beta * KL) over the split, ε keyed by the epoch.
+  virtual double evaluate(const MnistSplit& split, int epoch) = 0;
+
+  // The flat parameter buffer (ParamLayout order) and the number of steps taken.
+  virtual std::vector<float> parameters() = 0;
+  virtual long long step() const = 0;
+};
+
+}  // namespace vae
