@@ -31,6 +31,24 @@ std::vector<int> parse_widths(const std::string& text) {
   return widths;
 }
 
+namespace {
+
+// "I,J": two non-negative image indices.
+std::vector<int> parse_indices(const std::string& text) {
+  const size_t comma = text.find(',');
+  std::vector<int> values;
+  for (const std::string& part : {text.substr(0, comma), comma == std::string::npos ? "" : text.substr(comma + 1)}) {
+    int value = -1;
+    const auto [end, err] = std::from_chars(part.data(), part.data() + part.size(), value);
+    if (part.empty() || err != std::errc() || end != part.data() + part.size() || value < 0)
+      throw UsageError(fmt::format("--pair: '{}' is not two image indices I,J", text));
+    values.push_back(value);
+  }
+  return values;
+}
+
+}  // namespace
+
 CommandLine parse_command_line(int argc, const char* const* argv) {
   CommandLine result;
   TrainConfig& c = result.config;
@@ -41,9 +59,23 @@ CommandLine parse_command_line(int argc, const char* const* argv) {
   app.get_formatter()->column_width(28);
 
   std::string hidden = "400", device = "auto", precision = "fp32", data = "stream";
-  app.add_option("--train", c.data_dir, "Train on the MNIST-format data in DIR (train-/t10k- IDX files, raw or .gz)")
-      ->option_text("DIR")
-      ->required();
+  auto* train = app.add_option("--train", c.data_dir,
+                                "Train on the MNIST-format data in DIR (train-/t10k- IDX files, raw or .gz)")
+                    ->option_text("DIR");
+  auto* sample = app.add_option("--sample", result.checkpoint, "Write a grid of samples from the prior of CKPT")
+                     ->option_text("CKPT");
+  auto* interpolate =
+      app.add_option("--interpolate", result.checkpoint, "Decode along the line between the latent means of two test images")
+          ->option_text("CKPT");
+  auto* latent_map =
+      app.add_option("--latent-map", result.checkpoint, "Decode a grid over the latent plane (latent 2 only)")
+          ->option_text("CKPT");
+  std::string pair;
+  auto* pair_option = app.add_option("--pair", pair, "Test images I,J for --interpolate")->option_text("I,J");
+  auto* data_option = app.add_option("--data-dir", c.data_dir, "MNIST-format data for --interpolate")->option_text("DIR");
+  app.add_option("--resume", c.resume_from, "Continue training from this checkpoint")->option_text("CKPT");
+  app.add_option("--checkpoint-every", c.checkpoint_every, "Epochs between checkpoints (0: only the final one)")
+      ->capture_default_str();
   app.add_option("--epochs", c.epochs, "Passes over the training set")->capture_default_str();
   app.add_option("--batch", c.batch, "Images per step")->capture_default_str();
   app.add_option("--lr", c.adam.lr, "Adam learning rate")->capture_default_str();
@@ -63,12 +95,32 @@ CommandLine parse_command_line(int argc, const char* const* argv) {
   app.add_option("--weight-decay", c.adam.weight_decay, "L2 penalty (Adam) or decoupled decay (--adamw)")
       ->capture_default_str();
   app.add_flag("--adamw", c.adam.decoupled, "Decoupled weight decay (AdamW) instead of Adam's L2 penalty");
-  app.add_option("--out", c.out_dir, "Write metrics.csv here")->option_text("DIR");
+  app.add_option("--out", c.out_dir, "Metrics, images and checkpoints go here (images: the PNG for --sample etc.)")
+      ->option_text("DIR")
+      ->capture_default_str();
   bool no_progress = false;
   app.add_flag("--no-progress", no_progress, "No progress bar, even on a terminal");
 
   try {
     app.parse(argc, argv);
+    const int commands = static_cast<int>(train->count() + sample->count() + interpolate->count() + latent_map->count());
+    if (commands != 1)
+      throw UsageError("give exactly one of --train DIR, --sample CKPT, --interpolate CKPT, --latent-map CKPT");
+    result.command = sample->count() ? Command::kSample
+                     : interpolate->count() ? Command::kInterpolate
+                     : latent_map->count() ? Command::kLatentMap
+                                           : Command::kTrain;
+    if (result.command == Command::kInterpolate) {
+      if (!pair_option->count() || !data_option->count())
+        throw UsageError("--interpolate needs --pair I,J and --data-dir DIR (the test images)");
+      const std::vector<int> ij = parse_indices(pair);
+      result.pair_i = ij[0];
+      result.pair_j = ij[1];
+    } else if (pair_option->count()) {
+      throw UsageError("--pair goes with --interpolate");
+    }
+    for (const char* flag : {"--batch", "--lr", "--hidden", "--latent", "--beta", "--seed", "--weight-decay", "--adamw"})
+      if (app.count(flag) > 0) result.explicit_model_flags.push_back(flag);
     c.model.hidden = parse_widths(hidden);
     static const std::map<std::string, DeviceChoice> kDevices = {
         {"auto", DeviceChoice::kAuto}, {"cpu", DeviceChoice::kCpu}, {"cuda", DeviceChoice::kCuda}};

@@ -20,6 +20,8 @@ void validate(const TrainConfig& config) {
   if (config.epochs < 1) throw UsageError(fmt::format("--epochs: {} is not a positive count", config.epochs));
   if (config.batch < 1 || config.batch > kMaxWidth)
     throw UsageError(fmt::format("--batch: {} is outside 1..{}", config.batch, kMaxWidth));
+  if (config.checkpoint_every < 0)
+    throw UsageError(fmt::format("--checkpoint-every: {} is negative", config.checkpoint_every));
   if (!(config.adam.weight_decay >= 0.0) || config.adam.weight_decay > 1.0)
     throw UsageError(fmt::format("--weight-decay: {} is not in [0, 1]", config.adam.weight_decay));
   if (!(config.adam.lr > 0.0) || config.adam.lr > 10.0)

@@ -87,6 +87,8 @@ CudaBackend::CudaBackend(const TrainConfig& config, const MnistSplit& train, con
   train_totals_.zero();
   step_ = DeviceBuffer<long long>(1);
   step_.zero();
+  first_bad_step_ = DeviceBuffer<long long>(1);
+  first_bad_step_.zero();
   noise_stream_ = DeviceBuffer<uint64_t>(1);
   noise_stream_.zero();
   slot_bytes_ = static_cast<size_t>(batch) * config.model.input;
@@ -162,6 +164,7 @@ void CudaBackend::enqueue_step(const uint8_t* pixels, int rows) {
     nvtx3::scoped_range range{"loss"};
     cuda::bce_kl_loss(rows, config_.model.input, config_.model.latent, act_.out[out], pixels, act_.out[head],
                       act_.grad[out], row_scratch_.data(), train_totals_.data(), compute_);
+    cuda::record_nonfinite(train_totals_.data(), step_.data(), first_bad_step_.data(), compute_);
   }
   {
     nvtx3::scoped_range range{"backward"};
@@ -262,13 +265,13 @@ bool CudaBackend::use_resident_data(const MnistSplit& train) {
   return true;
 }
 
-void CudaBackend::set_epoch_order(const std::vector<uint32_t>& order) {
+void CudaBackend::set_epoch_order(const std::vector<uint32_t>& order, uint32_t start) {
   if (order.size() != epoch_order_.size()) throw Error("set_epoch_order: order does not match the resident data");
   // Ordered on the compute stream after the previous epoch's steps; one copy and a reset per epoch.
   VAE_CUDA_CHECK(cudaMemcpyAsync(epoch_order_.data(), order.data(), order.size() * sizeof(uint32_t),
                                  cudaMemcpyHostToDevice, compute_));
-  VAE_CUDA_CHECK(cudaMemsetAsync(cursor_.data(), 0, sizeof(uint32_t), compute_));
-  VAE_CUDA_CHECK(cudaStreamSynchronize(compute_));  // `order` is pageable and the caller's
+  VAE_CUDA_CHECK(cudaMemcpyAsync(cursor_.data(), &start, sizeof start, cudaMemcpyHostToDevice, compute_));
+  VAE_CUDA_CHECK(cudaStreamSynchronize(compute_));  // `order` and `start` are the caller's, pageable
 }
 
 void CudaBackend::train_step_resident(uint32_t /*first*/, int rows) {
@@ -283,8 +286,32 @@ ref::LossSums CudaBackend::epoch_sums() {
   return ref::LossSums{host[0], host[1]};
 }
 
-void CudaBackend::reset_epoch_sums() {
-  VAE_CUDA_CHECK(cudaMemsetAsync(train_totals_.data(), 0, 2 * sizeof(double), compute_));
+void CudaBackend::set_epoch_sums(const ref::LossSums& sums) {
+  const double host[2] = {sums.bce, sums.kl};
+  VAE_CUDA_CHECK(cudaMemcpyAsync(train_totals_.data(), host, sizeof host, cudaMemcpyHostToDevice, compute_));
+  VAE_CUDA_CHECK(cudaStreamSynchronize(compute_));  // `host` is a local: the copy must finish here
+}
+
+long long CudaBackend::first_nonfinite_step() {
+  long long host = 0;
+  VAE_CUDA_CHECK(cudaMemcpyAsync(&host, first_bad_step_.data(), sizeof host, cudaMemcpyDeviceToHost, compute_));
+  VAE_CUDA_CHECK(cudaStreamSynchronize(compute_));
+  return host;
+}
+
+TrainingState CudaBackend::state() {
+  VAE_CUDA_CHECK(cudaStreamSynchronize(compute_));
+  return TrainingState{params_.download(), adam_m_.download(), adam_v_.download(), steps_enqueued_};
+}
+
+void CudaBackend::restore(const TrainingState& state) {
+  VAE_CUDA_CHECK(cudaStreamSynchronize(compute_));
+  params_.upload(state.params);
+  adam_m_.upload(state.adam_m);
+  adam_v_.upload(state.adam_v);
+  step_.upload({state.step});
+  first_bad_step_.zero();
+  steps_enqueued_ = state.step;
 }
 
 double CudaBackend::evaluate(const MnistSplit& split, int epoch) {

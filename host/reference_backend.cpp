@@ -2,6 +2,7 @@
 #include "vae/reference_backend.hpp"
 
 #include <algorithm>
+#include <cmath>
 
 #include "parallel.hpp"
 #include "vae/error.hpp"
@@ -47,6 +48,7 @@ std::function<void()> ReferenceBackend::train_step(const uint8_t* pixels, int ro
                  adam_m_.data(), adam_v_.data());
   sums_.bce += loss.bce;
   sums_.kl += loss.kl;
+  if (first_nonfinite_step_ == 0 && !std::isfinite(loss.bce + loss.kl)) first_nonfinite_step_ = step_;
   return {};  // the pixels were consumed synchronously
 }
 
@@ -56,7 +58,7 @@ bool ReferenceBackend::use_resident_data(const MnistSplit& train) {
   return true;
 }
 
-void ReferenceBackend::set_epoch_order(const std::vector<uint32_t>& order) { order_ = order; }
+void ReferenceBackend::set_epoch_order(const std::vector<uint32_t>& order, uint32_t /*start*/) { order_ = order; }
 
 void ReferenceBackend::train_step_resident(uint32_t first, int rows) {
   if (resident_ == nullptr || first + static_cast<uint64_t>(rows) > order_.size())
@@ -79,6 +81,19 @@ double ReferenceBackend::evaluate(const MnistSplit& split, int epoch) {
     total += loss.bce + config_.model.beta * loss.kl;
   }
   return total / count;
+}
+
+TrainingState ReferenceBackend::state() { return TrainingState{params_, adam_m_, adam_v_, step_}; }
+
+void ReferenceBackend::restore(const TrainingState& state) {
+  if (state.params.size() != params_.size() || state.adam_m.size() != params_.size() ||
+      state.adam_v.size() != params_.size())
+    throw Error("restore: the state does not match this model's layout");
+  params_ = state.params;
+  adam_m_ = state.adam_m;
+  adam_v_ = state.adam_v;
+  step_ = state.step;
+  first_nonfinite_step_ = 0;
 }
 
 }  // namespace vae

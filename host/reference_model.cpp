@@ -1,8 +1,12 @@
 // ReferenceVae: wires the reference ops into the VAE's forward and backward pass.
 #include "vae/reference_model.hpp"
 
+#include <fmt/format.h>
+
+#include <algorithm>
 #include <cmath>
 
+#include "vae/error.hpp"
 #include "vae/noise_streams.hpp"
 #include "vae/philox.hpp"
 
@@ -37,17 +41,43 @@ T* ReferenceVae<T>::layer_input_grad(int layer) {
 }
 
 template <typename T>
-ref::LossSums ReferenceVae<T>::run(int rows, const T* x, uint64_t seed, uint64_t stream, const T* params,
-                                   T* grads) {
-  const int n_layers = static_cast<int>(layout_.layers.size());
-  const int head = layout_.head();
-  for (int i = 0; i < n_layers; ++i) {
+void ReferenceVae<T>::check_rows(int rows) const {
+  if (rows < 0 || rows > max_rows_)
+    throw Error(fmt::format("reference model: {} rows requested, buffers hold {}", rows, max_rows_));
+}
+
+template <typename T>
+void ReferenceVae<T>::forward_layers(int rows, int first, int last, const T* x, const T* params) {
+  for (int i = first; i < last; ++i) {
     const LinearSlot& l = layout_.layers[i];
-    if (i == layout_.first_decoder())
-      ref::reparam_forward(rows, model_.latent, seed, stream, activations_[head].data(), eps_.data(), z_.data());
     ref::linear_forward(rows, l.in, l.out, l.relu, layer_input(i, x), params + l.weight_offset,
                         params + l.bias_offset, activations_[i].data());
   }
+}
+
+template <typename T>
+void ReferenceVae<T>::encode(int rows, const T* x, const T* params) {
+  check_rows(rows);
+  forward_layers(rows, 0, layout_.first_decoder(), x, params);
+}
+
+// z is copied into the buffer the decoder reads in run(), so z() reports what was decoded.
+template <typename T>
+void ReferenceVae<T>::decode(int rows, const T* z, const T* params) {
+  check_rows(rows);
+  std::copy(z, z + static_cast<size_t>(rows) * model_.latent, z_.begin());
+  forward_layers(rows, layout_.first_decoder(), static_cast<int>(layout_.layers.size()), nullptr, params);
+}
+
+template <typename T>
+ref::LossSums ReferenceVae<T>::run(int rows, const T* x, uint64_t seed, uint64_t stream, const T* params,
+                                   T* grads) {
+  check_rows(rows);
+  const int n_layers = static_cast<int>(layout_.layers.size());
+  const int head = layout_.head();
+  forward_layers(rows, 0, layout_.first_decoder(), x, params);
+  ref::reparam_forward(rows, model_.latent, seed, stream, activations_[head].data(), eps_.data(), z_.data());
+  forward_layers(rows, layout_.first_decoder(), n_layers, x, params);
   const int out = layout_.output();
   T* dlogits = grads != nullptr ? grads_[out].data() : nullptr;
   const ref::LossSums loss =

@@ -1,24 +1,32 @@
-// The train command: device choice, data, the epoch loop and its report lines and metrics.csv.
+// The train command: backend choice, data, resume, the epoch loop with its report lines, and what
+// goes to --out: metrics.csv, reconstruction and sample grids per epoch, checkpoint.safetensors
+// (every N epochs and at the end, or on SIGINT).
 #include "vae/train_command.hpp"
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include <atomic>
+#include <csignal>
 #include <filesystem>
 #include <fstream>
-#include <numeric>
+#include <sstream>
 
 #include "progress.hpp"
+#include "vae/checkpoint.hpp"
 #include "vae/cuda_backend.hpp"
 #include "vae/cuda_device.hpp"
 #include "vae/error.hpp"
 #include "vae/idx.hpp"
+#include "vae/images.hpp"
 #include "vae/layout.hpp"
 #include "vae/reference_backend.hpp"
 #include "vae/trainer.hpp"
 
 namespace vae {
 namespace {
+
+namespace fs = std::filesystem;
 
 // --device auto takes the GPU when the CUDA runtime finds one; --device cuda insists on it. `why`
 // receives the reason when auto falls back to the CPU, for the one line that says so.
@@ -37,23 +45,52 @@ std::string describe_model(const ModelConfig& m, int64_t parameters) {
                      parameters, m.beta);
 }
 
+// The checkpoint's model, seed, batch and optimiser are the run's; a flag given explicitly with
+// another value is a mistake worth stopping for rather than silently overriding.
+TrainConfig resumed_config(const TrainConfig& flags, const Checkpoint& checkpoint,
+                           const std::vector<std::string>& explicit_flags) {
+  const TrainConfig& saved = checkpoint.config;
+  auto differs = [&](const std::string& flag) {
+    if (flag == "--batch") return flags.batch != saved.batch;
+    if (flag == "--lr") return flags.adam.lr != saved.adam.lr;
+    if (flag == "--hidden") return flags.model.hidden != saved.model.hidden;
+    if (flag == "--latent") return flags.model.latent != saved.model.latent;
+    if (flag == "--beta") return flags.model.beta != saved.model.beta;
+    if (flag == "--seed") return flags.seed != saved.seed;
+    if (flag == "--weight-decay") return flags.adam.weight_decay != saved.adam.weight_decay;
+    return flags.adam.decoupled != saved.adam.decoupled;  // --adamw
+  };
+  for (const std::string& flag : explicit_flags)
+    if (differs(flag))
+      throw UsageError(fmt::format("{} differs from the checkpoint {}; drop it to resume with the checkpoint's value",
+                                   flag, flags.resume_from));
+  TrainConfig run = flags;
+  run.model = saved.model;
+  run.seed = saved.seed;
+  run.batch = saved.batch;
+  run.adam = saved.adam;
+  return run;
+}
+
 // metrics.csv is rewritten whole after every epoch through a temporary file and a rename, so a
-// crash never leaves a torn file behind.
+// crash never leaves a torn file. A resumed run keeps the rows of the epochs before it.
 class MetricsFile {
  public:
-  explicit MetricsFile(const std::string& out_dir) {
-    if (out_dir.empty()) return;
-    std::error_code ec;
-    std::filesystem::create_directories(out_dir, ec);
-    if (ec) throw Error(fmt::format("--out {}: cannot create directory: {}", out_dir, ec.message()));
-    path_ = std::filesystem::path(out_dir) / "metrics.csv";
-    text_ = "epoch,step,train_loss,reconstruction,kl,test_loss,images_per_s,seconds\n";
+  static constexpr const char* kHeader = "epoch,step,train_loss,reconstruction,kl,test_loss,images_per_s,seconds";
+
+  MetricsFile(const fs::path& path, int first_new_epoch) : path_(path), text_(std::string(kHeader) + "\n") {
+    std::ifstream existing(path_);
+    std::string line;
+    if (first_new_epoch <= 1 || !std::getline(existing, line) || line != kHeader) return;
+    while (std::getline(existing, line)) {
+      int epoch = 0;
+      if (std::istringstream(line) >> epoch && epoch < first_new_epoch) text_ += line + "\n";
+    }
   }
   void add(const EpochStats& s) {
-    if (path_.empty()) return;
     text_ += fmt::format("{},{},{:.6f},{:.6f},{:.6f},{:.6f},{:.1f},{:.3f}\n", s.epoch, s.step, s.train_loss,
                          s.train_bce, s.train_kl, s.test_loss, s.images_per_second, s.seconds);
-    const auto temp = std::filesystem::path(path_.string() + ".tmp");
+    const fs::path temp = path_.string() + ".tmp";
     {
       std::ofstream file(temp, std::ios::binary | std::ios::trunc);
       file << text_;
@@ -61,43 +98,101 @@ class MetricsFile {
       if (!file) throw Error(fmt::format("{}: cannot write", temp.string()));
     }
     std::error_code ec;
-    std::filesystem::rename(temp, path_, ec);
+    fs::rename(temp, path_, ec);
     if (ec) throw Error(fmt::format("{}: cannot replace: {}", path_.string(), ec.message()));
   }
 
  private:
-  std::filesystem::path path_;
+  fs::path path_;
   std::string text_;
+};
+
+// SIGINT asks the loop to stop after the current step; a second one ends the process at once.
+std::atomic<bool> g_stop_requested{false};
+
+extern "C" void on_interrupt(int) {
+  g_stop_requested.store(true);
+  std::signal(SIGINT, SIG_DFL);
+}
+
+class InterruptGuard {
+ public:
+  InterruptGuard() {
+    g_stop_requested.store(false);
+    previous_ = std::signal(SIGINT, on_interrupt);
+  }
+  ~InterruptGuard() { std::signal(SIGINT, previous_); }
+
+ private:
+  void (*previous_)(int) = SIG_DFL;
 };
 
 }  // namespace
 
-int run_train(const TrainConfig& config) {
-  const MnistData data = load_mnist_dir(config.data_dir);
-  TrainConfig run = config;
-  run.model.input = data.train.image_size();
+int run_train(const TrainConfig& flags, const std::vector<std::string>& explicit_model_flags) {
+  const MnistData data = load_mnist_dir(flags.data_dir);
+  TrainConfig run = flags;
+  Checkpoint resume_from;
+  if (!flags.resume_from.empty()) {
+    resume_from = read_checkpoint(flags.resume_from);
+    run = resumed_config(flags, resume_from, explicit_model_flags);
+  }
+  if (run.model.input != data.train.image_size()) {
+    if (!flags.resume_from.empty())
+      throw Error(fmt::format("{}: the model reads {} pixels, the images in {} have {}", flags.resume_from,
+                              run.model.input, flags.data_dir, data.train.image_size()));
+    run.model.input = data.train.image_size();
+  }
+
   std::string why;
   Trainer trainer(run, data.train, data.test, make_backend(run, data, why));
   fmt::print("device: {}{}\n", trainer.backend().describe(), why);
-  fmt::print("data: {} ({} training, {} test images of {}x{})\n", config.data_dir, data.train.count, data.test.count,
+  fmt::print("data: {} ({} training, {} test images of {}x{})\n", flags.data_dir, data.train.count, data.test.count,
              data.train.rows, data.train.cols);
   const std::string decay = run.adam.weight_decay == 0.0 ? std::string()
                             : fmt::format(" weight decay {}{}", run.adam.weight_decay, run.adam.decoupled ? " (AdamW)" : "");
   fmt::print("{}, batch {}, Adam lr {}{}, seed {}\n", describe_model(run.model, make_layout(run.model).parameter_count()),
              run.batch, run.adam.lr, decay, run.seed);
+  if (!flags.resume_from.empty()) {
+    trainer.resume(resume_from);
+    fmt::print("resumed: {} at epoch {}, batch {} (step {})\n", flags.resume_from, resume_from.position.epoch,
+               resume_from.position.batch, resume_from.state.step);
+  }
 
-  MetricsFile metrics(run.out_dir);
+  std::error_code ec;
+  fs::create_directories(run.out_dir, ec);
+  if (ec) throw Error(fmt::format("--out {}: cannot create directory: {}", run.out_dir, ec.message()));
+  const fs::path checkpoint_path = fs::path(run.out_dir) / "checkpoint.safetensors";
+  MetricsFile metrics(fs::path(run.out_dir) / "metrics.csv", trainer.epoch() + 1);
   ProgressBar bar(run.progress);
-  for (int e = 1; e <= run.epochs; ++e) {
-    const std::string label = fmt::format("epoch {:>3}/{}", e, run.epochs);
+  InterruptGuard interrupts;
+  trainer.set_stop_request([] { return g_stop_requested.load(); });
+
+  if (trainer.epoch() >= run.epochs) {
+    fmt::print("nothing to do: {} epochs are trained already (--epochs {})\n", trainer.epoch(), run.epochs);
+    return 0;
+  }
+  while (trainer.epoch() < run.epochs) {
+    const std::string label = fmt::format("epoch {:>3}/{}", trainer.epoch() + 1, run.epochs);
     const EpochStats s =
         trainer.train_epoch([&](int done, int total, double loss) { bar.update(label, done, total, loss); });
     bar.clear();
+    if (s.interrupted) {
+      write_checkpoint(checkpoint_path, trainer.checkpoint());
+      fmt::print("interrupted after step {} (epoch {}); checkpoint written to {}; continue with --resume {}\n", s.step,
+                 s.epoch, checkpoint_path.string(), checkpoint_path.string());
+      return 0;
+    }
     fmt::print("{}  train {:8.3f}  test {:8.3f}  recon {:8.3f}  kl {:7.3f}  {:9.0f} img/s  {:6.2f} s\n", label,
                s.train_loss, s.test_loss, s.train_bce, s.train_kl, s.images_per_second, s.seconds);
     std::fflush(stdout);
     metrics.add(s);
+    write_epoch_images(run.out_dir, s.epoch, run.model, trainer.backend().parameters(), data.test, run.seed);
+    const bool last = trainer.epoch() == run.epochs;
+    if (last || (run.checkpoint_every > 0 && trainer.epoch() % run.checkpoint_every == 0))
+      write_checkpoint(checkpoint_path, trainer.checkpoint());
   }
+  fmt::print("checkpoint: {}\n", checkpoint_path.string());
   return 0;
 }
 

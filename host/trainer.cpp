@@ -1,6 +1,8 @@
 // Trainer: one epoch = a seeded order, every batch of it through the backend, then evaluation.
 #include "vae/trainer.hpp"
 
+#include <fmt/format.h>
+
 #include <chrono>
 
 #include "vae/error.hpp"
@@ -21,44 +23,93 @@ Trainer::Trainer(const TrainConfig& config, const MnistSplit& train, const Mnist
   }
 }
 
+void Trainer::resume(const Checkpoint& checkpoint) {
+  const std::vector<BatchSpan> spans = plan_batches(static_cast<uint32_t>(train_.count), config_.batch);
+  if (checkpoint.position.batch >= static_cast<int>(spans.size()))
+    throw Error(fmt::format("resume: batch {} of an epoch of {} batches", checkpoint.position.batch, spans.size()));
+  backend_->restore(checkpoint.state);
+  resume_at_ = checkpoint.position;
+  resuming_ = true;
+  epoch_ = checkpoint.position.epoch - 1;
+}
+
+DataPosition Trainer::position() {
+  if (epoch_finished_) return DataPosition{epoch_ + 1, 0, 0, 0};
+  const ref::LossSums sums = backend_->epoch_sums();
+  return DataPosition{epoch_, batches_done_, sums.bce, sums.kl};
+}
+
+Checkpoint Trainer::checkpoint() {
+  Checkpoint c;
+  c.config = config_;
+  c.position = position();
+  c.state = backend_->state();
+  return c;
+}
+
 EpochStats Trainer::train_epoch(const std::function<void(int, int, double)>& on_batch) {
+  if (!epoch_finished_) throw Error("train_epoch: the previous epoch was interrupted; checkpoint and resume instead");
   ++epoch_;
+  const int start_batch = resuming_ ? resume_at_.batch : 0;
+  backend_->set_epoch_sums(resuming_ ? ref::LossSums{resume_at_.epoch_bce, resume_at_.epoch_kl} : ref::LossSums{});
+  resuming_ = false;
+
   const auto count = static_cast<uint32_t>(train_.count);
   std::vector<uint32_t> order = shuffled_indices(count, config_.seed, static_cast<uint64_t>(epoch_));
   const std::vector<BatchSpan> spans = plan_batches(count, config_.batch);
   const int batches = static_cast<int>(spans.size());
-  auto report = [&](int done, uint32_t images) {
-    if (!on_batch || (done % kProgressInterval != 0 && done != batches)) return;
+  const uint32_t start = spans[start_batch].first;
+  epoch_finished_ = false;
+  batches_done_ = start_batch;
+
+  auto check_and_report = [&](int done) {
+    if (const long long bad = backend_->first_nonfinite_step())
+      throw Error(fmt::format("non-finite loss at step {} (epoch {}); training stopped, the last checkpoint is left as it was",
+                              bad, epoch_));
+    if (!on_batch) return;
     const ref::LossSums sums = backend_->epoch_sums();
-    on_batch(done, batches, (sums.bce + config_.model.beta * sums.kl) / images);
+    on_batch(done, batches, (sums.bce + config_.model.beta * sums.kl) / (spans[done - 1].first + spans[done - 1].rows));
+  };
+  auto after_step = [&](int done) {
+    batches_done_ = done;
+    if (on_batch && done % kProgressInterval == 0 && done != batches) check_and_report(done);
+    return should_stop_ && done != batches && should_stop_();
   };
 
-  backend_->reset_epoch_sums();
-  const auto start = std::chrono::steady_clock::now();
+  const auto started = std::chrono::steady_clock::now();
+  bool interrupted = false;
   if (feeder_ == nullptr) {
-    backend_->set_epoch_order(order);
-    for (int b = 0; b < batches; ++b) {
+    backend_->set_epoch_order(order, start);
+    for (int b = start_batch; b < batches && !interrupted; ++b) {
       backend_->train_step_resident(spans[b].first, spans[b].rows);
-      report(b + 1, spans[b].first + spans[b].rows);
+      interrupted = after_step(b + 1);
     }
   } else {
-    feeder_->start_epoch(std::move(order));
+    // A resumed epoch feeds the rest of the order; its batches are the same, as all but the last are full.
+    feeder_->start_epoch(std::vector<uint32_t>(order.begin() + start, order.end()));
     while (const std::optional<BatchFeeder::Batch> batch = feeder_->next()) {
       feeder_->release(batch->slot, backend_->train_step(batch->pixels, batch->rows));
-      report(batch->index + 1, spans[batch->index].first + batch->rows);
+      if ((interrupted = after_step(start_batch + batch->index + 1))) break;
     }
   }
-  const ref::LossSums sums = backend_->epoch_sums();  // waits for the device's last step
-  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  check_and_report(batches_done_);  // waits for the device's last step
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  const ref::LossSums sums = backend_->epoch_sums();
 
   EpochStats stats;
   stats.epoch = epoch_;
   stats.step = backend_->step();
-  stats.train_bce = sums.bce / count;
-  stats.train_kl = sums.kl / count;
-  stats.train_loss = stats.train_bce + config_.model.beta * stats.train_kl;
   stats.seconds = seconds;
-  stats.images_per_second = count / seconds;
+  const uint32_t images = spans[batches_done_ - 1].first + spans[batches_done_ - 1].rows;
+  stats.images_per_second = (images - start) / seconds;
+  stats.train_bce = sums.bce / images;
+  stats.train_kl = sums.kl / images;
+  stats.train_loss = stats.train_bce + config_.model.beta * stats.train_kl;
+  if (interrupted) {
+    stats.interrupted = true;
+    return stats;
+  }
+  epoch_finished_ = true;
   stats.test_loss = backend_->evaluate(test_, epoch_);
   return stats;
 }

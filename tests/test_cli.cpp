@@ -4,9 +4,11 @@
 #include <gtest/gtest.h>
 
 #include <fstream>
+#include <limits>
 #include <sstream>
 
 #include "test_support.hpp"
+#include "vae/checkpoint.hpp"
 #include "vae/cli.hpp"
 #include "vae/cuda_device.hpp"
 #include "vae/error.hpp"
@@ -53,6 +55,11 @@ TEST(Cli, BadFlagsAndValuesExitTwoWithUsage) {
       "--train d --precision fp16",         // unknown precision
       "--train d --weight-decay -0.1",      // negative decay
       "--train",                            // missing value
+      "--train d --sample c",               // two commands
+      "--interpolate c --pair 1,2",         // no --data-dir
+      "--interpolate c --data-dir d --pair 1", // one index
+      "--sample c --pair 1,2",              // --pair without --interpolate
+      "--train d --checkpoint-every -1",    // negative interval
   };
   for (const char* args : bad) {
     const auto r = cli(args);
@@ -119,7 +126,8 @@ TEST(Cli, AutoWithoutAGpuSaysItUsesTheReferenceBackendInOneLine) {
   if (query_cuda_devices().count > 0) GTEST_SKIP() << "this machine has a GPU";
   TempDir dir;
   testing_support::write_tiny_mnist(dir.path(), 40, 10);
-  const auto r = cli("--train " + dir.path().string() + " --epochs 1 --batch 16 --hidden 32 --latent 4");
+  const auto r = cli("--train " + dir.path().string() + " --epochs 1 --batch 16 --hidden 32 --latent 4 --out " +
+                     (dir.path() / "out").string());
   EXPECT_EQ(r.exit_code, 0) << r.output;
   EXPECT_THAT(r.output, HasSubstr("device: CPU reference backend (no CUDA device: "));
 }
@@ -145,6 +153,72 @@ TEST(Cli, TinyRunTrainsAndWritesMetrics) {
   EXPECT_EQ(rows[0].rfind("1,4,", 0), 0u) << rows[0];  // 4 steps in epoch 1, the partial batch included
   EXPECT_EQ(rows[1].rfind("2,8,", 0), 0u) << rows[1];
   EXPECT_FALSE(std::filesystem::exists(out / "metrics.csv.tmp"));
+  EXPECT_TRUE(std::filesystem::exists(out / "checkpoint.safetensors"));
+}
+
+// Two epochs straight against one, then --resume for the second: the same weights, bit for bit,
+// and metrics.csv keeps the first epoch's row.
+TEST(Cli, ResumeContinuesExactly) {
+  TempDir dir;
+  testing_support::write_tiny_mnist(dir.path(), 100, 20);
+  const std::string common = "--train " + dir.path().string() + " --device cpu --batch 16 --hidden 24 --latent 3 ";
+  const auto straight = dir.path() / "straight", split = dir.path() / "split";
+  ASSERT_EQ(cli(common + "--epochs 2 --out " + straight.string()).exit_code, 0);
+  ASSERT_EQ(cli(common + "--epochs 1 --out " + split.string()).exit_code, 0);
+  const auto r = cli("--train " + dir.path().string() + " --device cpu --epochs 2 --out " + split.string() +
+                     " --resume " + (split / "checkpoint.safetensors").string());
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("resumed: "));
+  EXPECT_EQ(read_checkpoint(straight / "checkpoint.safetensors").state.params,
+            read_checkpoint(split / "checkpoint.safetensors").state.params);
+  std::ifstream metrics(split / "metrics.csv");
+  std::string line;
+  int rows = 0;
+  while (std::getline(metrics, line)) rows += line.rfind("1,", 0) == 0 || line.rfind("2,", 0) == 0;
+  EXPECT_EQ(rows, 2);
+}
+
+TEST(Cli, ResumeRejectsAFlagThatContradictsTheCheckpoint) {
+  TempDir dir;
+  testing_support::write_tiny_mnist(dir.path(), 40, 10);
+  const std::string base = "--train " + dir.path().string() + " --device cpu --batch 16 --hidden 24 --latent 3 ";
+  ASSERT_EQ(cli(base + "--epochs 1 --out " + dir.path().string()).exit_code, 0);
+  const auto r = cli("--train " + dir.path().string() + " --hidden 32 --epochs 2 --out " + dir.path().string() +
+                     " --resume " + (dir.path() / "checkpoint.safetensors").string());
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_THAT(r.output, HasSubstr("--hidden differs from the checkpoint"));
+}
+
+TEST(Cli, BadCheckpointIsAOneLineError) {
+  TempDir dir;
+  testing_support::write_tiny_mnist(dir.path(), 40, 10);
+  std::ofstream(dir.path() / "junk.safetensors") << "not a checkpoint at all";
+  const auto r = cli("--train " + dir.path().string() + " --resume " + (dir.path() / "junk.safetensors").string());
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.output, HasSubstr("junk.safetensors: header length"));
+}
+
+// A poisoned checkpoint makes the loss NaN at once: the run stops naming the step, exits 1, and the
+// good checkpoint already in --out is not replaced.
+TEST(Cli, NonFiniteLossLeavesTheLastCheckpointUntouched) {
+  TempDir dir;
+  testing_support::write_tiny_mnist(dir.path(), 40, 10);
+  const std::string base = "--train " + dir.path().string() + " --device cpu --batch 16 --hidden 24 --latent 3 ";
+  ASSERT_EQ(cli(base + "--epochs 1 --out " + dir.path().string()).exit_code, 0);
+  const auto good = dir.path() / "checkpoint.safetensors";
+  Checkpoint poisoned = read_checkpoint(good);
+  poisoned.state.params[3] = std::numeric_limits<float>::infinity();
+  write_checkpoint(dir.path() / "poisoned.safetensors", poisoned);
+  auto bytes = [](const std::filesystem::path& p) {
+    std::ifstream in(p, std::ios::binary);
+    return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  };
+  const std::string before = bytes(good);
+  const auto r = cli("--train " + dir.path().string() + " --epochs 3 --out " + dir.path().string() + " --resume " +
+                     (dir.path() / "poisoned.safetensors").string());
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.output, HasSubstr("non-finite loss at step 4"));  // epoch 1 had 3 steps
+  EXPECT_EQ(bytes(good), before);
 }
 
 TEST(ParseWidths, AcceptsListsRejectsJunk) {

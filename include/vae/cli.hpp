@@ -4,14 +4,24 @@
 
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "vae/config.hpp"
 
 namespace vae {
 
+// What the invocation asks for: training, or one of the commands that read a checkpoint.
+enum class Command { kTrain, kSample, kInterpolate, kLatentMap };
+
 struct CommandLine {
   std::optional<int> exit_code;  // set when the program should stop right away (help, version, bad flags)
+  Command command = Command::kTrain;
   TrainConfig config;
+  std::string checkpoint;     // the CKPT of --sample, --interpolate, --latent-map
+  int pair_i = 0, pair_j = 1;  // --pair I,J for --interpolate
+  // The flags that fix the model and the optimiser which were given explicitly: with --resume each must
+  // agree with the checkpoint, since the checkpoint's values are the ones used.
+  std::vector<std::string> explicit_model_flags;
 };
 
 // Prints help and version to stdout, errors with usage to stderr.

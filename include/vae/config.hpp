@@ -29,7 +29,7 @@ enum class DataPlacement { kStreamed, kResident };
 struct TrainConfig {
   ModelConfig model;
   std::string data_dir;
-  std::string out_dir;  // empty: write nothing
+  std::string out_dir = "out";  // metrics.csv, images and checkpoint.safetensors
   int epochs = 10;
   int batch = 128;
   AdamHyper adam;
@@ -39,6 +39,8 @@ struct TrainConfig {
   DataPlacement data = DataPlacement::kStreamed;
   bool cuda_graphs = true;  // replay the step as a CUDA graph (off: plain launches, for comparison)
   bool progress = true;  // a progress bar, when stdout is a terminal
+  int checkpoint_every = 0;  // epochs between checkpoints in out_dir (0: only the final one)
+  std::string resume_from;   // a checkpoint to continue from
 };
 
 // Throws vae::UsageError naming the offending setting.

@@ -30,13 +30,16 @@ class CudaBackend : public TrainingBackend {
   std::vector<uint8_t*> host_slots(int count, size_t bytes) override;
   std::function<void()> train_step(const uint8_t* pixels, int rows) override;
   bool use_resident_data(const MnistSplit& train) override;
-  void set_epoch_order(const std::vector<uint32_t>& order) override;
+  void set_epoch_order(const std::vector<uint32_t>& order, uint32_t start) override;
   void train_step_resident(uint32_t first, int rows) override;
   ref::LossSums epoch_sums() override;
-  void reset_epoch_sums() override;
+  void set_epoch_sums(const ref::LossSums& sums) override;
+  long long first_nonfinite_step() override;
   double evaluate(const MnistSplit& split, int epoch) override;
   std::vector<float> parameters() override;
   long long step() const override { return steps_enqueued_; }
+  TrainingState state() override;
+  void restore(const TrainingState& state) override;
 
   // Device slots for streamed batches: one being copied into while another is computed on.
   static constexpr int kDeviceSlots = 2;
@@ -68,7 +71,7 @@ class CudaBackend : public TrainingBackend {
   Activations act_{};
   cuda::GemmWorkspace gemm_workspace_;
   DeviceBuffer<double> row_scratch_, train_totals_, eval_totals_;
-  DeviceBuffer<long long> step_;
+  DeviceBuffer<long long> step_, first_bad_step_;
   DeviceBuffer<uint64_t> noise_stream_;
   DeviceBuffer<uint8_t> device_batches_;  // kDeviceSlots streamed batches, then one resident-gather batch
   DeviceBuffer<uint8_t> test_pixels_, resident_pixels_;

@@ -72,5 +72,7 @@ void set_noise_stream(uint64_t value, uint64_t* noise_stream, cudaStream_t strea
 // *cursor += rows, so replays of one graph walk the epoch's order.
 void gather_rows(int rows, int row_bytes, const uint32_t* order, uint32_t* cursor, const uint8_t* data,
                  uint8_t* out, cudaStream_t stream);
+// The NaN guard: *first_bad_step = *step the first time totals (BCE, KL) are not finite.
+void record_nonfinite(const double* totals, const long long* step, long long* first_bad_step, cudaStream_t stream);
 
 }  // namespace vae::cuda

@@ -20,13 +20,16 @@ class ReferenceBackend : public TrainingBackend {
   std::vector<uint8_t*> host_slots(int count, size_t bytes) override;
   std::function<void()> train_step(const uint8_t* pixels, int rows) override;
   bool use_resident_data(const MnistSplit& train) override;
-  void set_epoch_order(const std::vector<uint32_t>& order) override;
+  void set_epoch_order(const std::vector<uint32_t>& order, uint32_t start) override;
   void train_step_resident(uint32_t first, int rows) override;
   ref::LossSums epoch_sums() override { return sums_; }
-  void reset_epoch_sums() override { sums_ = {}; }
+  void set_epoch_sums(const ref::LossSums& sums) override { sums_ = sums; }
+  long long first_nonfinite_step() override { return first_nonfinite_step_; }
   double evaluate(const MnistSplit& split, int epoch) override;
   std::vector<float> parameters() override { return params_; }
   long long step() const override { return step_; }
+  TrainingState state() override;
+  void restore(const TrainingState& state) override;
 
  private:
   void load_pixels(const uint8_t* pixels, int rows);  // into batch_, scaled to [0, 1]
@@ -41,6 +44,7 @@ class ReferenceBackend : public TrainingBackend {
   std::vector<uint32_t> order_;
   ref::LossSums sums_;
   long long step_ = 0;
+  long long first_nonfinite_step_ = 0;
 };
 
 }  // namespace vae

@@ -1,6 +1,7 @@
 // The epoch loop, written once for every backend: the seeded order of each epoch, batches streamed
 // through the feeder's ring of host slots (or gathered from device-resident data), the partial last
-// batch included, then the evaluation on the test split.
+// batch included, then the evaluation on the test split. It also knows where it stands in the data,
+// so a run can stop between steps, be checkpointed and resume exactly.
 #pragma once
 
 #include <cstdint>
@@ -9,6 +10,7 @@
 #include <vector>
 
 #include "vae/batch_feeder.hpp"
+#include "vae/checkpoint.hpp"
 #include "vae/config.hpp"
 #include "vae/idx.hpp"
 #include "vae/training_backend.hpp"
@@ -23,7 +25,8 @@ struct EpochStats {
   double train_kl = 0;    // per image
   double test_loss = 0;   // per image, z sampled as in training
   double images_per_second = 0;
-  double seconds = 0;  // wall time of the epoch's training, device work included, evaluation excluded
+  double seconds = 0;        // wall time of the epoch's training, device work included, evaluation excluded
+  bool interrupted = false;  // stopped on request before the epoch's end: no evaluation, no test loss
 };
 
 class Trainer {
@@ -31,9 +34,20 @@ class Trainer {
   Trainer(const TrainConfig& config, const MnistSplit& train, const MnistSplit& test,
           std::unique_ptr<TrainingBackend> backend);
 
-  // on_batch(done, total, mean loss so far) is called every few batches and after the last; reading
-  // the loss may wait for the device, so it is not called per step.
+  // Trains the next epoch (or the rest of a resumed one). on_batch(done, total, mean loss so far) is
+  // called every few batches and after the last; reading the loss may wait for the device, so it is
+  // not read per step. Throws vae::Error naming the step if the loss became non-finite.
   EpochStats train_epoch(const std::function<void(int, int, double)>& on_batch = {});
+
+  // Asked after every step; once it returns true the epoch ends after that step, interrupted.
+  void set_stop_request(std::function<bool()> should_stop) { should_stop_ = std::move(should_stop); }
+
+  // Continues from a checkpoint taken by this config: the backend's state and the data position.
+  void resume(const Checkpoint& checkpoint);
+
+  // Where a checkpoint written now resumes, and what it must contain.
+  DataPosition position();
+  Checkpoint checkpoint();
 
   TrainingBackend& backend() { return *backend_; }
   int epoch() const { return epoch_; }
@@ -49,7 +63,12 @@ class Trainer {
   const MnistSplit& test_;
   std::unique_ptr<TrainingBackend> backend_;
   std::unique_ptr<BatchFeeder> feeder_;  // null with resident data
-  int epoch_ = 0;
+  std::function<bool()> should_stop_;
+  int epoch_ = 0;             // the epoch in progress or last finished
+  int batches_done_ = 0;      // of epoch_
+  bool epoch_finished_ = true;
+  DataPosition resume_at_{};  // set by resume(), used by the next train_epoch
+  bool resuming_ = false;
 };
 
 }  // namespace vae

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "vae/checkpoint.hpp"
 #include "vae/idx.hpp"
 #include "vae/reference_ops.hpp"
 
@@ -31,12 +32,18 @@ class TrainingBackend {
   // Device-resident data (--data device): the backend keeps the whole split and gathers batch rows
   // of the epoch's order itself. Backends without it return false from use_resident_data.
   virtual bool use_resident_data(const MnistSplit& /*train*/) { return false; }
-  virtual void set_epoch_order(const std::vector<uint32_t>& /*order*/) {}
+  // The epoch's order; training resumes at position `start` of it (0 unless resuming mid-epoch).
+  virtual void set_epoch_order(const std::vector<uint32_t>& /*order*/, uint32_t /*start*/) {}
   virtual void train_step_resident(uint32_t /*first*/, int /*rows*/) {}
 
-  // Sums over this epoch's steps so far (may wait for the device), and their reset.
+  // Sums over this epoch's steps so far (may wait for the device); set_epoch_sums starts an epoch
+  // from zero, or from a checkpoint's sums when resuming mid-epoch.
   virtual ref::LossSums epoch_sums() = 0;
-  virtual void reset_epoch_sums() = 0;
+  virtual void set_epoch_sums(const ref::LossSums& sums) = 0;
+
+  // The first step whose loss was not finite, 0 if none: the NaN guard. Checked every few batches,
+  // so the device never has to report per step.
+  virtual long long first_nonfinite_step() = 0;
 
   // Mean loss per image (reconstruction + beta * KL) over the split, ε keyed by the epoch.
   virtual double evaluate(const MnistSplit& split, int epoch) = 0;
@@ -44,6 +51,10 @@ class TrainingBackend {
   // The flat parameter buffer (ParamLayout order) and the number of steps taken.
   virtual std::vector<float> parameters() = 0;
   virtual long long step() const = 0;
+
+  // Everything an exact resume needs, out and back in.
+  virtual TrainingState state() = 0;
+  virtual void restore(const TrainingState& state) = 0;
 };
 
 }  // namespace vae

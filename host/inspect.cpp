@@ -1,0 +1,121 @@
+// --sample, --interpolate and --latent-map: a checkpoint in, one PNG out, decoded on the CPU
+// reference model. The option checks here name the flags, since these are the user's mistakes.
+#include "vae/inspect.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <vector>
+
+#include "vae/checkpoint.hpp"
+#include "vae/error.hpp"
+#include "vae/idx.hpp"
+#include "vae/images.hpp"
+#include "vae/layout.hpp"
+#include "vae/reference_model.hpp"
+
+namespace vae {
+namespace {
+
+// Larger grids would decode tens of thousands of images into a picture nobody can read.
+constexpr int kMaxGrid = 64;
+constexpr int kMaxSteps = 100;
+// Rows the reference model decodes at once: enough to amortise the GEMMs, small enough to stay in cache.
+constexpr int kDecodeRows = 256;
+// The latent map's square, in standard deviations of the prior.
+constexpr float kLatentMapExtent = 3.0f;
+
+struct TrainedModel {
+  ModelConfig model;
+  std::vector<float> params;
+};
+
+TrainedModel load_model(const InspectOptions& options) {
+  if (options.out_png.empty()) throw UsageError("--out: name the PNG file to write");
+  Checkpoint checkpoint = read_checkpoint(options.checkpoint);
+  if (static_cast<int64_t>(checkpoint.state.params.size()) < make_layout(checkpoint.config.model).total)
+    throw Error(fmt::format("{}: holds fewer parameters than its model needs", options.checkpoint));
+  return {checkpoint.config.model, std::move(checkpoint.state.params)};
+}
+
+void check_grid(int grid) {
+  if (grid < 1 || grid > kMaxGrid)
+    throw UsageError(fmt::format("--grid: {} is not between 1 and {}", grid, kMaxGrid));
+}
+
+void check_pair_index(int index, const MnistSplit& test) {
+  if (index < 0 || index >= test.count)
+    throw UsageError(fmt::format("--pair: image {} is outside the {} test images", index, test.count));
+}
+
+}  // namespace
+
+void run_sample(const InspectOptions& options) {
+  check_grid(options.grid);
+  const TrainedModel trained = load_model(options);
+  const int side = square_side(trained.model.input);
+  const int count = options.grid * options.grid;
+  ReferenceVae<float> vae(trained.model, std::min(count, kDecodeRows));
+  const std::vector<float> z = sample_latents(options.seed, count, trained.model.latent);
+  write_png_grid(options.out_png, decode_images(vae, count, z.data(), trained.params), count, side, side, options.grid);
+}
+
+void run_interpolate(const InspectOptions& options) {
+  if (options.steps < 2 || options.steps > kMaxSteps)
+    throw UsageError(fmt::format("--steps: {} is not between 2 and {}", options.steps, kMaxSteps));
+  if (options.data_dir.empty()) throw UsageError("--interpolate needs --data-dir DIR for the test images");
+  const TrainedModel trained = load_model(options);
+  const MnistSplit test = load_mnist_dir(options.data_dir).test;
+  check_pair_index(options.pair_i, test);
+  check_pair_index(options.pair_j, test);
+  if (test.image_size() != trained.model.input)
+    throw Error(fmt::format("{}: test images have {}x{} pixels, the model in {} takes {}", options.data_dir, test.rows,
+                            test.cols, options.checkpoint, trained.model.input));
+
+  const int latent = trained.model.latent;
+  ReferenceVae<float> vae(trained.model, options.steps);
+  const std::vector<float> first = split_images(test, options.pair_i, 1);
+  const std::vector<float> last = split_images(test, options.pair_j, 1);
+  const std::vector<float> mu_i = encode_means(vae, 1, first.data(), trained.params);
+  const std::vector<float> mu_j = encode_means(vae, 1, last.data(), trained.params);
+  std::vector<float> z(static_cast<size_t>(options.steps) * latent);
+  for (int s = 0; s < options.steps; ++s) {
+    const float t = static_cast<float>(s) / static_cast<float>(options.steps - 1);
+    for (int k = 0; k < latent; ++k) z[static_cast<size_t>(s) * latent + k] = (1.0f - t) * mu_i[k] + t * mu_j[k];
+  }
+
+  std::vector<float> row = first;
+  const std::vector<float> walk = decode_images(vae, options.steps, z.data(), trained.params);
+  row.insert(row.end(), walk.begin(), walk.end());
+  row.insert(row.end(), last.begin(), last.end());
+  const int count = options.steps + 2;
+  write_png_grid(options.out_png, row, count, test.rows, test.cols, count);
+}
+
+void run_latent_map(const InspectOptions& options) {
+  check_grid(options.grid);
+  const TrainedModel trained = load_model(options);
+  if (trained.model.latent != 2)
+    throw UsageError(
+        fmt::format("--latent-map needs a model with latent 2, this one has {}", trained.model.latent));
+  const int side = square_side(trained.model.input);
+  const int grid = options.grid;
+  // Evenly spaced over [-extent, extent], ends included; a 1x1 map is the origin.
+  auto coordinate = [&](int k) {
+    if (grid == 1) return 0.0f;
+    return -kLatentMapExtent + 2.0f * kLatentMapExtent * static_cast<float>(k) / static_cast<float>(grid - 1);
+  };
+  std::vector<float> z;
+  z.reserve(static_cast<size_t>(grid) * grid * 2);
+  for (int r = 0; r < grid; ++r) {
+    for (int c = 0; c < grid; ++c) {
+      z.push_back(coordinate(c));
+      z.push_back(coordinate(grid - 1 - r));  // z2 decreases downwards
+    }
+  }
+  const int count = grid * grid;
+  ReferenceVae<float> vae(trained.model, std::min(count, kDecodeRows));
+  write_png_grid(options.out_png, decode_images(vae, count, z.data(), trained.params), count, side, side, grid);
+}
+
+}  // namespace vae

@@ -1,0 +1,65 @@
+// Checkpoints in the safetensors format: an 8-byte little-endian header length, a JSON header naming
+// every tensor (dtype, shape, data_offsets) with the run's config in __metadata__, then the raw data.
+// One file holds the weights (under PyTorch's VAE-example names for the default model, so PyTorch
+// loads them as a state_dict), Adam's moments and step, and the position in the data, so that one
+// file resumes a run exactly. Writing never replaces a good file with a half-written one.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "vae/config.hpp"
+#include "vae/layout.hpp"
+
+namespace vae {
+
+// What a backend must hand over (and take back) for an exact resume. Flat buffers in ParamLayout
+// order, padding included.
+struct TrainingState {
+  std::vector<float> params, adam_m, adam_v;
+  long long step = 0;  // Adam steps taken
+};
+
+// Where in the data the run stands: `batch` batches of `epoch` (1-based) are trained, with these
+// loss sums so far; batch 0 of epoch e + 1 is the same place as the end of epoch e.
+struct DataPosition {
+  int epoch = 1;
+  int batch = 0;
+  double epoch_bce = 0, epoch_kl = 0;
+};
+
+struct Checkpoint {
+  TrainConfig config;  // the model and the hyper-parameters that must match to resume
+  TrainingState state;
+  DataPosition position;
+};
+
+inline constexpr int kCheckpointFormatVersion = 1;
+
+// One tensor of the file: its name, where its values sit in the flat buffer, and its shape.
+// Weights keep PyTorch's [out, in] layout.
+struct NamedTensor {
+  std::string name;
+  int64_t offset = 0;
+  std::vector<int64_t> shape;
+  int64_t size() const;
+};
+
+// The weight and bias tensors of a model, named as a checkpoint names them. For one hidden layer:
+// fc1, fc21 (mu), fc22 (logvar), fc3, fc4, each .weight and .bias, as PyTorch's VAE example. Deeper:
+// encoder.{i}, mu, logvar, decoder.{i}, output. The head's one [2 * latent, in] matrix is split into
+// mu's rows and logvar's rows, which are contiguous in the flat buffer.
+std::vector<NamedTensor> parameter_tensors(const ModelConfig& model);
+
+// Writes through a temporary file in the same directory, fsync, then rename over `file`: a crash at
+// any moment leaves either the old file or the new one. Throws vae::Error naming the file.
+void write_checkpoint(const std::filesystem::path& file, const Checkpoint& checkpoint);
+
+// Reads and validates everything: header length bounds, JSON, dtypes, shapes against the config in
+// the metadata, offsets inside the data and not overlapping, the file size. Every failure is a
+// vae::Error naming the file and, where one is at fault, the tensor.
+Checkpoint read_checkpoint(const std::filesystem::path& file);
+
+}  // namespace vae

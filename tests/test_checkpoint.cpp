@@ -1,0 +1,365 @@
+// Checkpoints: every tensor and setting round-trips, each malformed file is a clear error naming the
+// file (and the tensor), a writer killed mid-write never costs the previous checkpoint, and a resumed
+// run, at an epoch boundary or mid-epoch, is bitwise the run that was never stopped.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <fstream>
+#include <functional>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <random>
+
+#include "test_support.hpp"
+#include "vae/checkpoint.hpp"
+#include "vae/error.hpp"
+#include "vae/reference_backend.hpp"
+#include "vae/trainer.hpp"
+
+namespace vae {
+namespace {
+
+namespace fs = std::filesystem;
+using testing::HasSubstr;
+using testing_support::TempDir;
+
+Checkpoint random_checkpoint(const ModelConfig& model, uint32_t seed) {
+  Checkpoint c;
+  c.config.model = model;
+  c.config.seed = 1234567890123ull;
+  c.config.batch = 64;
+  c.config.adam.lr = 3e-4;
+  c.config.adam.weight_decay = 0.01;
+  c.config.adam.decoupled = true;
+  const int64_t total = make_layout(model).total;
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> normal;
+  for (auto* buffer : {&c.state.params, &c.state.adam_m, &c.state.adam_v}) {
+    buffer->assign(static_cast<size_t>(total), 0.0f);
+    for (const NamedTensor& t : parameter_tensors(model))
+      for (int64_t i = 0; i < t.size(); ++i) (*buffer)[t.offset + i] = normal(rng);
+  }
+  c.state.step = 4242;
+  c.position = DataPosition{3, 17, 12345.678901234567, 0.1};
+  return c;
+}
+
+TEST(Checkpoint, RoundTripsEveryTensorAndSetting) {
+  TempDir dir;
+  for (const std::vector<int>& hidden : {std::vector<int>{400}, std::vector<int>{64, 32, 16}}) {
+    ModelConfig model;
+    model.hidden = hidden;
+    model.latent = 5;
+    model.beta = 0.25f;
+    const Checkpoint c = random_checkpoint(model, 1);
+    const fs::path file = dir.path() / "c.safetensors";
+    write_checkpoint(file, c);
+    EXPECT_FALSE(fs::exists(file.string() + ".tmp"));
+    const Checkpoint r = read_checkpoint(file);
+    EXPECT_EQ(r.state.params, c.state.params);
+    EXPECT_EQ(r.state.adam_m, c.state.adam_m);
+    EXPECT_EQ(r.state.adam_v, c.state.adam_v);
+    EXPECT_EQ(r.state.step, c.state.step);
+    EXPECT_EQ(r.config.model.hidden, hidden);
+    EXPECT_EQ(r.config.model.latent, 5);
+    EXPECT_EQ(r.config.model.beta, 0.25f);
+    EXPECT_EQ(r.config.seed, c.config.seed);
+    EXPECT_EQ(r.config.batch, 64);
+    EXPECT_EQ(r.config.adam.lr, 3e-4);
+    EXPECT_EQ(r.config.adam.weight_decay, 0.01);
+    EXPECT_TRUE(r.config.adam.decoupled);
+    EXPECT_EQ(r.position.epoch, 3);
+    EXPECT_EQ(r.position.batch, 17);
+    EXPECT_EQ(r.position.epoch_bce, c.position.epoch_bce);  // doubles survive exactly
+    EXPECT_EQ(r.position.epoch_kl, c.position.epoch_kl);
+  }
+}
+
+TEST(Checkpoint, DefaultModelUsesPyTorchExampleNames) {
+  const std::vector<NamedTensor> tensors = parameter_tensors(ModelConfig{});
+  std::vector<std::string> names;
+  for (const NamedTensor& t : tensors) names.push_back(t.name);
+  EXPECT_EQ(names, (std::vector<std::string>{"fc1.weight", "fc1.bias", "fc21.weight", "fc21.bias", "fc22.weight",
+                                             "fc22.bias", "fc3.weight", "fc3.bias", "fc4.weight", "fc4.bias"}));
+  EXPECT_EQ(tensors[0].shape, (std::vector<int64_t>{400, 784}));  // PyTorch's [out, in]
+  EXPECT_EQ(tensors[2].shape, (std::vector<int64_t>{20, 400}));
+  // fc22 is the second half of the head: right after fc21's rows.
+  EXPECT_EQ(tensors[4].offset, tensors[2].offset + 20 * 400);
+  EXPECT_EQ(tensors[5].offset, tensors[3].offset + 20);
+}
+
+TEST(Checkpoint, DeeperModelsFollowTheDocumentedScheme) {
+  ModelConfig model;
+  model.hidden = {32, 16};
+  std::vector<std::string> names;
+  for (const NamedTensor& t : parameter_tensors(model))
+    if (t.name.ends_with(".weight")) names.push_back(t.name);
+  EXPECT_EQ(names, (std::vector<std::string>{"encoder.0.weight", "encoder.1.weight", "mu.weight", "logvar.weight",
+                                             "decoder.0.weight", "decoder.1.weight", "output.weight"}));
+}
+
+// Malformed files: a good checkpoint with one defect each.
+class MalformedCheckpoint : public testing::Test {
+ protected:
+  void SetUp() override {
+    ModelConfig model;
+    model.hidden = {8};
+    model.latent = 2;
+    model.input = 12;
+    write_checkpoint(file_, random_checkpoint(model, 2));
+    std::ifstream in(file_, std::ios::binary);
+    bytes_.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+    uint64_t n = 0;
+    for (int i = 7; i >= 0; --i) n = (n << 8) | static_cast<uint8_t>(bytes_[i]);
+    header_ = nlohmann::json::parse(bytes_.begin() + 8, bytes_.begin() + 8 + static_cast<int64_t>(n));
+    data_.assign(bytes_.begin() + 8 + static_cast<int64_t>(n), bytes_.end());
+  }
+
+  void write_bytes(const std::string& bytes) { std::ofstream(file_, std::ios::binary) << bytes; }
+  // Rewrites the file with a changed header (and optionally changed data).
+  void write_with(const std::function<void(nlohmann::json&)>& change, const std::string& data_suffix = "") {
+    nlohmann::json h = header_;
+    change(h);
+    const std::string text = h.dump();
+    std::string out(8, '\0');
+    for (int i = 0; i < 8; ++i) out[i] = static_cast<char>((static_cast<uint64_t>(text.size()) >> (8 * i)) & 0xff);
+    write_bytes(out + text + data_ + data_suffix);
+  }
+  void expect_error(std::initializer_list<const char*> fragments) {
+    try {
+      read_checkpoint(file_);
+      ADD_FAILURE() << "no error";
+    } catch (const Error& e) {
+      EXPECT_THAT(e.what(), HasSubstr(file_.string()));
+      for (const char* f : fragments) EXPECT_THAT(e.what(), HasSubstr(f));
+    }
+  }
+
+  TempDir dir_;
+  fs::path file_ = dir_.path() / "bad.safetensors";
+  std::string bytes_, data_;
+  nlohmann::json header_;
+};
+
+TEST_F(MalformedCheckpoint, TheUntouchedFileReads) { EXPECT_NO_THROW(read_checkpoint(file_)); }
+
+TEST_F(MalformedCheckpoint, ShortFilesAndImpossibleHeaderLengths) {
+  write_bytes("");
+  expect_error({"too short"});
+  write_bytes("abc");
+  expect_error({"too short"});
+  write_bytes(std::string(8, '\0') + "{}");
+  expect_error({"header length 0"});
+  std::string huge = bytes_;
+  huge[7] = 0x10;  // ~1e18 bytes
+  write_bytes(huge);
+  expect_error({"header length"});
+  std::string longer = bytes_;
+  longer[0] = static_cast<char>(static_cast<uint8_t>(longer[0]) + 1);
+  longer.resize(8 + header_.dump().size());  // header now claims one byte past the file's end
+  write_bytes(longer);
+  expect_error({"header length"});
+}
+
+TEST_F(MalformedCheckpoint, HeaderThatIsNotJsonOrNotAnObject) {
+  write_bytes(std::string("\x05\0\0\0\0\0\0\0", 8) + "{oops");
+  expect_error({"not valid JSON"});
+  write_bytes(std::string("\x02\0\0\0\0\0\0\0", 8) + "[]");
+  expect_error({"not a JSON object"});
+}
+
+TEST_F(MalformedCheckpoint, MetadataProblems) {
+  write_with([](auto& h) { h.erase("__metadata__"); });
+  expect_error({"no __metadata__"});
+  write_with([](auto& h) { h["__metadata__"]["format"] = "other"; });
+  expect_error({"not a vae_cuda checkpoint"});
+  write_with([](auto& h) { h["__metadata__"]["format_version"] = "99"; });
+  expect_error({"format version 99"});
+  write_with([](auto& h) { h["__metadata__"].erase("latent"); });
+  expect_error({"no \"latent\""});
+  write_with([](auto& h) { h["__metadata__"]["seed"] = 5; });
+  expect_error({"\"seed\" is not a string"});
+  write_with([](auto& h) { h["__metadata__"]["step"] = "12x"; });
+  expect_error({"\"step\"", "not a number"});
+  write_with([](auto& h) { h["__metadata__"]["hidden"] = "8,0"; });
+  expect_error({"hidden"});
+  write_with([](auto& h) { h["__metadata__"]["batch"] = "0"; });
+  expect_error({"config is invalid", "--batch"});
+}
+
+TEST_F(MalformedCheckpoint, TensorProblemsNameTheTensor) {
+  write_with([](auto& h) { h["fc1.weight"]["dtype"] = "F16"; });
+  expect_error({"tensor fc1.weight", "dtype \"F16\""});
+  write_with([](auto& h) { h["fc21.bias"]["shape"] = {3}; });
+  expect_error({"tensor fc21.bias", "shape [3]"});
+  write_with([](auto& h) { h["fc21.bias"]["shape"] = {-2}; });
+  expect_error({"tensor fc21.bias", "shape"});
+  write_with([](auto& h) { h.erase("optimizer.exp_avg_sq.fc4.bias"); });
+  expect_error({"tensor optimizer.exp_avg_sq.fc4.bias", "missing"});
+  write_with([](auto& h) { h["extra.weight"] = h["fc1.bias"]; });
+  expect_error({"tensor extra.weight", "not part of this model"});
+  write_with([](auto& h) { h["fc3.bias"]["data_offsets"] = {0}; });
+  expect_error({"tensor fc3.bias", "data_offsets"});
+  write_with([](auto& h) { h["fc3.bias"]["data_offsets"] = {"a", "b"}; });
+  expect_error({"tensor fc3.bias", "data_offsets"});
+  write_with([&](auto& h) {
+    const uint64_t end = data_.size();
+    h["fc4.bias"]["data_offsets"] = {end, end + 48};
+  });
+  expect_error({"tensor fc4.bias", "outside"});
+  write_with([](auto& h) { h["fc3.bias"]["data_offsets"] = {8, 4}; });
+  expect_error({"tensor fc3.bias"});
+  write_with([](auto& h) {  // same size, but on top of fc1.weight's bytes
+    h["fc1.bias"]["data_offsets"] = {0, h["fc1.bias"]["data_offsets"][1].template get<uint64_t>() -
+                                            h["fc1.bias"]["data_offsets"][0].template get<uint64_t>()};
+  });
+  expect_error({"overlap"});
+}
+
+TEST_F(MalformedCheckpoint, TruncatedOrPaddedData) {
+  write_bytes(bytes_.substr(0, bytes_.size() - 4));
+  expect_error({"outside"});
+  write_with([](auto&) {}, "trailing");
+  expect_error({"file size"});
+}
+
+TEST(CheckpointWrite, UnwritableDirectoryIsAnErrorAndLeavesNothing) {
+  TempDir dir;
+  const fs::path file = dir.path() / "missing" / "c.safetensors";
+  EXPECT_THROW(write_checkpoint(file, random_checkpoint(ModelConfig{}, 3)), Error);
+  EXPECT_FALSE(fs::exists(file));
+}
+
+// A child rewrites a large checkpoint in a loop and is killed with SIGKILL at varying moments; the
+// file must always read as one of the complete checkpoints.
+TEST(CheckpointWrite, KillNineMidWriteLeavesALoadableCheckpoint) {
+  TempDir dir;
+  const fs::path file = dir.path() / "c.safetensors";
+  ModelConfig big;
+  big.hidden = {1500};  // about 28 MB per file: writes take long enough to be interrupted
+  const Checkpoint first = random_checkpoint(big, 4), second = random_checkpoint(big, 5);
+  write_checkpoint(file, first);
+  for (int delay_ms : {1, 7, 20, 45, 90}) {
+    const pid_t child = fork();
+    ASSERT_GE(child, 0);
+    if (child == 0) {
+      for (;;) write_checkpoint(file, second);
+    }
+    usleep(static_cast<useconds_t>(delay_ms) * 1000);
+    kill(child, SIGKILL);
+    int status = 0;
+    waitpid(child, &status, 0);
+    ASSERT_TRUE(WIFSIGNALED(status));
+    const Checkpoint now = read_checkpoint(file);
+    EXPECT_TRUE(now.state.params == first.state.params || now.state.params == second.state.params) << delay_ms;
+  }
+}
+
+// ---- exact resume on the reference backend ---------------------------------------------------
+
+MnistSplit random_split(uint32_t count, uint32_t seed) {
+  MnistSplit split;
+  split.count = count;
+  split.rows = split.cols = 28;
+  std::mt19937 rng(seed);
+  split.pixels.resize(static_cast<size_t>(count) * 784);
+  for (uint8_t& p : split.pixels) p = static_cast<uint8_t>(rng() % 256);
+  split.labels.assign(count, 0);
+  return split;
+}
+
+class Resume : public testing::TestWithParam<DataPlacement> {
+ protected:
+  TrainConfig config() const {
+    TrainConfig c;
+    c.batch = 16;
+    c.model.hidden = {20};
+    c.model.latent = 3;
+    c.data = GetParam();
+    return c;
+  }
+  std::unique_ptr<Trainer> trainer() {
+    const TrainConfig c = config();
+    return std::make_unique<Trainer>(c, train_, test_, std::make_unique<ReferenceBackend>(c));
+  }
+  // Through a file, as a real resume goes.
+  Checkpoint save_and_load(Trainer& t) {
+    write_checkpoint(dir_.path() / "c.safetensors", t.checkpoint());
+    return read_checkpoint(dir_.path() / "c.safetensors");
+  }
+
+  TempDir dir_;
+  MnistSplit train_ = random_split(150, 1), test_ = random_split(40, 2);  // 10 batches, the last of 6
+};
+
+TEST_P(Resume, OneEpochPlusResumePlusOneEqualsTwoStraight) {
+  auto straight = trainer();
+  straight->train_epoch();
+  const EpochStats second = straight->train_epoch();
+
+  auto first_half = trainer();
+  first_half->train_epoch();
+  const Checkpoint saved = save_and_load(*first_half);
+  EXPECT_EQ(saved.position.epoch, 2);
+  EXPECT_EQ(saved.position.batch, 0);
+  auto resumed = trainer();
+  resumed->resume(saved);
+  const EpochStats again = resumed->train_epoch();
+  EXPECT_EQ(resumed->backend().parameters(), straight->backend().parameters());
+  EXPECT_EQ(again.train_loss, second.train_loss);
+  EXPECT_EQ(again.test_loss, second.test_loss);
+  EXPECT_EQ(again.step, second.step);
+}
+
+TEST_P(Resume, InterruptedMidEpochResumesExactly) {
+  auto straight = trainer();
+  straight->train_epoch();
+  const EpochStats second = straight->train_epoch();
+
+  auto stopped = trainer();
+  stopped->train_epoch();
+  int steps = 0;
+  stopped->set_stop_request([&] { return ++steps == 4; });
+  const EpochStats part = stopped->train_epoch();
+  ASSERT_TRUE(part.interrupted);
+  EXPECT_THROW(stopped->train_epoch(), Error);
+  const Checkpoint saved = save_and_load(*stopped);
+  EXPECT_EQ(saved.position.epoch, 2);
+  EXPECT_EQ(saved.position.batch, 4);
+
+  auto resumed = trainer();
+  resumed->resume(saved);
+  const EpochStats rest = resumed->train_epoch();
+  EXPECT_FALSE(rest.interrupted);
+  EXPECT_EQ(resumed->backend().parameters(), straight->backend().parameters());
+  EXPECT_EQ(rest.train_loss, second.train_loss);  // the epoch's sums carried across the stop
+  EXPECT_EQ(rest.test_loss, second.test_loss);
+}
+
+TEST_P(Resume, NonFiniteLossStopsTheEpochNamingTheStep) {
+  auto t = trainer();
+  t->train_epoch();
+  Checkpoint poisoned = t->checkpoint();
+  poisoned.state.params[0] = std::nanf("");
+  auto resumed = trainer();
+  resumed->resume(poisoned);
+  try {
+    resumed->train_epoch();
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    EXPECT_THAT(e.what(), HasSubstr("non-finite loss at step 11"));  // the first step after the 10 of epoch 1
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(StreamedAndResident, Resume,
+                         testing::Values(DataPlacement::kStreamed, DataPlacement::kResident),
+                         [](const auto& info) {
+                           return std::string(info.param == DataPlacement::kStreamed ? "streamed" : "resident");
+                         });
+
+}  // namespace
+}  // namespace vae
