@@ -13,7 +13,6 @@
 #include <map>
 #include <nlohmann/json.hpp>
 
-#include "vae/cli.hpp"
 #include "vae/error.hpp"
 
 namespace vae {

@@ -14,23 +14,6 @@
 
 namespace vae {
 
-std::vector<int> parse_widths(const std::string& text) {
-  std::vector<int> widths;
-  size_t start = 0;
-  while (start <= text.size()) {
-    const size_t comma = std::min(text.find(',', start), text.size());
-    int width = 0;
-    const char* first = text.data() + start;
-    const char* last = text.data() + comma;
-    const auto [end, err] = std::from_chars(first, last, width);
-    if (first == last || err != std::errc() || end != last || width < 1)
-      throw UsageError(fmt::format("--hidden: '{}' is not a comma-separated list of positive widths", text));
-    widths.push_back(width);
-    start = comma + 1;
-  }
-  return widths;
-}
-
 namespace {
 
 // "I,J": two non-negative image indices.

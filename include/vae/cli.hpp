@@ -27,7 +27,4 @@ struct CommandLine {
 // Prints help and version to stdout, errors with usage to stderr.
 CommandLine parse_command_line(int argc, const char* const* argv);
 
-// "400" or "512,256" into widths; throws vae::UsageError on anything else.
-std::vector<int> parse_widths(const std::string& text);
-
 }  // namespace vae

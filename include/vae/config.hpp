@@ -46,4 +46,7 @@ struct TrainConfig {
 // Throws vae::UsageError naming the offending setting.
 void validate(const TrainConfig& config);
 
+// "400" or "512,256" into widths; throws vae::UsageError on anything else.
+std::vector<int> parse_widths(const std::string& text);
+
 }  // namespace vae
