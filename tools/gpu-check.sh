@@ -1,22 +1,32 @@
 #!/usr/bin/env bash
 # Every GPU check in one run, for a lent GPU machine (../shared/DEVICE.md): the device and driver,
-# the gpu-labelled tests, the same tests under compute-sanitizer's four tools, and a JSON report.
-# $OUT (default /tmp/gpu-check) receives three files, as the device tool returns at most eight:
-# summary.txt, report.json and logs.tar.gz. Usage: VAE_COMMIT=<sha> bash tools/gpu-check.sh BUILD_DIR
-# BUILD_DIR is a VAE_PORTABLE=ON build made on the development machine (see README).
+# the gpu tests, a 10-epoch GPU training run, the GPU epoch benchmark, the gpu tests under
+# compute-sanitizer's four tools, and a JSON report. Steps run in order of importance and each is
+# cut short to fit VAE_CHECK_BUDGET seconds (default 480), so one slow tool cannot eat the session.
+# $OUT (default /tmp/gpu-check) receives summary.txt, report.json, bench_gpu_epoch.json and
+# logs.tar.gz (the device tool returns at most eight files).
+# Usage: VAE_COMMIT=<sha> bash tools/gpu-check.sh BUNDLE_DIR   (BUNDLE_DIR from tools/gpu-bundle.sh)
 set -uo pipefail
 cd "$(dirname "$0")/.."
-build=${1:?usage: tools/gpu-check.sh BUILD_DIR}
+build=${1:?usage: tools/gpu-check.sh BUNDLE_DIR}
 out=${OUT:-/tmp/gpu-check}
+budget=${VAE_CHECK_BUDGET:-480}
 logs=$(mktemp -d)
 mkdir -p "$out"
 gpu_tests=("$build"/tests/test_*_gpu)
 sanitizer=$(command -v compute-sanitizer || echo "${CUDA_HOME:-/usr/local/cuda}/bin/compute-sanitizer")
 declare -A status
 
-step() {  # step NAME TIMEOUT_S COMMAND...: runs, logs to $out/NAME.log, records the exit code
+step() {  # step NAME TIMEOUT_S COMMAND...: runs within what is left of the budget, logs, records the exit code
   local name=$1 limit=$2
   shift 2
+  local left=$((budget - SECONDS))
+  if ((left < 10)); then
+    echo "== $name: skipped, budget spent" | tee -a "$out/summary.txt"
+    echo "   exit 124" >>"$out/summary.txt"
+    return
+  fi
+  ((limit > left)) && limit=$left
   echo "== $name: $*" | tee -a "$out/summary.txt"
   timeout "$limit" "$@" >"$logs/$name.log" 2>&1
   status[$name]=$?
@@ -28,19 +38,25 @@ step device 30 bash -c "nvidia-smi; nvidia-smi --query-gpu=name,driver_version,c
 # The gpu tests, full shape lists.
 for bin in "${gpu_tests[@]}"; do
   name=$(basename "$bin")
-  step "$name" 240 "$bin" --gtest_output="json:$logs/$name.json"
+  step "$name" 180 "$bin" --gtest_output="json:$logs/$name.json"
 done
-# The CPU suites too: the device machine is a second, different CPU for them.
-for bin in "$build"/tests/test_{philox,adam,gradients,model,gemm_plan}; do
-  step "$(basename "$bin")" 120 "$bin"
-done
+
+# A real training run on the GPU (the bundle's Fashion-MNIST subset), then the epoch benchmark.
+step train-10-epochs 120 "$build/vae_cuda" --train "$build/data" --epochs 10 --device cuda --no-progress \
+  --out "$logs/train"
+step bench_gpu_epoch 120 "$build/benchmarks/bench_gpu_epoch" --json "$out/bench_gpu_epoch.json"
 
 # compute-sanitizer: every tool on every gpu test, shapes cut to the tails (it runs 10-100x slower).
 for tool in memcheck racecheck initcheck synccheck; do
   for bin in "${gpu_tests[@]}"; do
-    step "sanitizer-$tool-$(basename "$bin")" 240 env VAE_GPU_TEST_QUICK=1 \
+    step "sanitizer-$tool-$(basename "$bin")" 120 env VAE_GPU_TEST_QUICK=1 \
       "$sanitizer" --tool "$tool" --error-exitcode 99 "$bin"
   done
+done
+
+# The CPU suites last: the device machine is a second, different CPU for them.
+for bin in "$build"/tests/test_{philox,adam,gradients,model,gemm_plan}; do
+  step "$(basename "$bin")" 60 "$bin"
 done
 
 python3 - "$out" "$logs" <<'PY'
