@@ -8,40 +8,20 @@
 
 #include <algorithm>
 #include <fstream>
-#include <memory>
-#include <random>
 #include <string>
 #include <vector>
 
-#include "vae/cuda_backend.hpp"
+#include "epoch_timing.hpp"
 #include "vae/cuda_device.hpp"
-#include "vae/idx.hpp"
-#include "vae/trainer.hpp"
 #include "vae/version.hpp"
 
 namespace {
-
-// Real data when given; otherwise random images of MNIST's shape and count (speed does not depend
-// on pixel values).
-vae::MnistData load_or_synthesise(const std::string& dir) {
-  if (!dir.empty()) return vae::load_mnist_dir(dir);
-  vae::MnistData data;
-  std::mt19937 rng(1);
-  for (auto [split, count] : {std::pair{&data.train, 60000}, {&data.test, 10000}}) {
-    split->count = count;
-    split->rows = split->cols = 28;
-    split->pixels.resize(static_cast<size_t>(count) * 784);
-    for (uint8_t& p : split->pixels) p = static_cast<uint8_t>(rng() % 256);
-    split->labels.assign(count, 0);
-  }
-  return data;
-}
 
 struct Result {
   std::string name;
   int batch;
   bool resident, graphs, tf32;
-  double median_seconds, images_per_second, final_test_loss;
+  vae::bench::EpochTiming timing;
 };
 
 }  // namespace
@@ -65,7 +45,7 @@ int main(int argc, char** argv) {
     return 0;
   }
   try {
-    const vae::MnistData data = load_or_synthesise(data_dir);
+    const vae::MnistData data = vae::bench::load_or_synthesise(data_dir);
     std::vector<Result> results;
     for (int batch : {128, 1024})
       for (bool resident : {false, true})
@@ -76,23 +56,13 @@ int main(int argc, char** argv) {
             config.data = resident ? vae::DataPlacement::kResident : vae::DataPlacement::kStreamed;
             config.cuda_graphs = graphs;
             config.precision = tf32 ? vae::Precision::kTf32 : vae::Precision::kFp32;
-            vae::Trainer trainer(config, data.train, data.test,
-                                 std::make_unique<vae::CudaBackend>(config, data.train, data.test));
-            trainer.train_epoch();  // warm-up: graph capture, caches, clocks
-            std::vector<double> seconds;
-            double test_loss = 0;
-            for (int e = 0; e < epochs; ++e) {
-              const vae::EpochStats s = trainer.train_epoch();
-              seconds.push_back(s.seconds);
-              test_loss = s.test_loss;
-            }
-            std::sort(seconds.begin(), seconds.end());
-            const double median = seconds[seconds.size() / 2];
             Result r{fmt::format("batch {:4} {:8} {:6} {}", batch, resident ? "resident" : "streamed",
                                  graphs ? "graph" : "plain", tf32 ? "tf32" : "fp32"),
-                     batch, resident, graphs, tf32, median, data.train.count / median, test_loss};
+                     batch, resident, graphs, tf32, vae::bench::time_gpu_epochs(config, data, epochs)};
+            const double median = r.timing.median_seconds;
             fmt::print("{}  {:8.2f} ms/epoch  {:10.0f} img/s  x{:.2f} vs first\n", r.name, 1e3 * median,
-                       r.images_per_second, results.empty() ? 1.0 : results.front().median_seconds / median);
+                       r.timing.images_per_second,
+                       results.empty() ? 1.0 : results.front().timing.median_seconds / median);
             results.push_back(r);
           }
     if (!json_path.empty()) {
@@ -102,10 +72,10 @@ int main(int argc, char** argv) {
                                      {"data", r.resident ? "resident" : "streamed"},
                                      {"graphs", r.graphs},
                                      {"precision", r.tf32 ? "tf32" : "fp32"},
-                                     {"seconds_per_epoch", r.median_seconds},
-                                     {"images_per_second", r.images_per_second},
-                                     {"ratio_to_first", results.front().median_seconds / r.median_seconds},
-                                     {"test_loss", r.final_test_loss}});
+                                     {"seconds_per_epoch", r.timing.median_seconds},
+                                     {"images_per_second", r.timing.images_per_second},
+                                     {"ratio_to_first", results.front().timing.median_seconds / r.timing.median_seconds},
+                                     {"test_loss", r.timing.final_test_loss}});
       std::ofstream(json_path) << report.dump(1) << "\n";
     }
     return 0;

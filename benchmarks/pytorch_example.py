@@ -32,16 +32,26 @@ class ExampleVae(nn.Module):
         self.fc3 = nn.Linear(latent, hidden)
         self.fc4 = nn.Linear(hidden, pixels)
 
+    def reparameterize(self, mu, logvar):
+        """z = mu + eps * sigma; a method, as in the example, so tests/parity can supply the engine's eps."""
+        return mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
+
     def forward(self, x):
         h = F.relu(self.fc1(x.view(x.shape[0], -1)))
         mu, logvar = self.fc21(h), self.fc22(h)
-        z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
+        z = self.reparameterize(mu, logvar)
         return torch.sigmoid(self.fc4(F.relu(self.fc3(z)))), mu, logvar
 
 
-def example_loss(recon, x, mu, logvar):
+def example_loss_terms(recon, x, mu, logvar):
+    """The example's reconstruction (BCE, summed) and KL terms, apart so tests/parity can compare each."""
     bce = F.binary_cross_entropy(recon, x.view(x.shape[0], -1), reduction="sum")
     kld = -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp())
+    return bce, kld
+
+
+def example_loss(recon, x, mu, logvar):
+    bce, kld = example_loss_terms(recon, x, mu, logvar)
     return bce + kld
 
 

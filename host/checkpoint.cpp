@@ -270,6 +270,13 @@ Checkpoint read_checkpoint(const fs::path& file) {
   for (const auto& [name, value] : header.items())
     if (name != "__metadata__" && !wanted.count(name)) throw fail(fmt::format("tensor {}: not part of this model", name));
 
+  // The metadata alone may declare a model of any size: check the file really holds its tensors
+  // before sizing buffers from it, so a small lying file cannot ask for gigabytes.
+  uint64_t expected_bytes = 0;
+  for (const FileTensor& t : expected) expected_bytes += static_cast<uint64_t>(t.tensor.size()) * sizeof(float);
+  if (expected_bytes != data_size)
+    throw fail(fmt::format("file size: the model in __metadata__ needs {} data bytes, the file has {}", expected_bytes,
+                           data_size));
   const int64_t total = make_layout(c.config.model).total;
   c.state.params.assign(static_cast<size_t>(total), 0.0f);
   c.state.adam_m.assign(static_cast<size_t>(total), 0.0f);

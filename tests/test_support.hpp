@@ -14,6 +14,8 @@
 #include <string>
 #include <vector>
 
+#include "vae/idx.hpp"
+
 namespace vae::testing_support {
 
 class TempDir {
@@ -58,6 +60,18 @@ inline void write_tiny_mnist(const std::filesystem::path& dir, uint32_t train_co
   };
   split("train", train_count);
   split("t10k", test_count);
+}
+
+// An in-memory split of count random 28x28 images (labels 0), for tests that need no file.
+inline MnistSplit random_split(uint32_t count, uint32_t seed) {
+  MnistSplit split;
+  split.count = count;
+  split.rows = split.cols = 28;
+  std::mt19937 rng(seed);
+  split.pixels.resize(static_cast<size_t>(count) * 784);
+  for (uint8_t& p : split.pixels) p = static_cast<uint8_t>(rng() % 256);
+  split.labels.assign(count, 0);
+  return split;
 }
 
 struct ProcessResult {

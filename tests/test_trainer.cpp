@@ -8,6 +8,7 @@
 #include <random>
 #include <vector>
 
+#include "test_support.hpp"
 #include "vae/error.hpp"
 #include "vae/reference_backend.hpp"
 #include "vae/shuffle.hpp"
@@ -16,17 +17,7 @@
 namespace vae {
 namespace {
 
-MnistSplit random_split(uint32_t count, uint32_t seed) {
-  MnistSplit split;
-  split.count = count;
-  split.rows = 28;
-  split.cols = 28;
-  std::mt19937 rng(seed);
-  split.pixels.resize(static_cast<size_t>(count) * 784);
-  for (uint8_t& p : split.pixels) p = static_cast<uint8_t>(rng() % 256);
-  split.labels.assign(count, 0);
-  return split;
-}
+using testing_support::random_split;
 
 TrainConfig small_config() {
   TrainConfig config;

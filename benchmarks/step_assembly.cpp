@@ -1,0 +1,208 @@
+// The assembled step's buffers, its four linear-layer chains and the step's sequence itself.
+#include "step_assembly.hpp"
+
+#include <algorithm>
+
+#include "baseline_cublas.hpp"
+#include "harness.hpp"
+#include "vae/cuda_check.hpp"
+#include "vae/cuda_ops.hpp"
+#include "vae/gemm_plan.hpp"
+#include "vae/reference_model.hpp"
+
+#if VAE_BENCH_HAVE_CUDNN
+#include "baseline_cudnn.hpp"
+#endif
+
+namespace vae::bench {
+
+StepState::StepState(const ParamLayout& layout, int rows, int sm_count) : layout(layout), rows(rows) {
+  std::vector<float> host(static_cast<size_t>(layout.total), 0.0f);
+  init_params(layout, 1, host.data());
+  initial = host;
+  for (auto* buffer : {&params, &grads, &m, &v}) *buffer = DeviceBuffer<float>(host.size());
+  int64_t gemm_floats = 1;
+  int widest = 0;
+  for (const LinearSlot& l : layout.layers) {
+    widest = std::max(widest, l.out);
+    out.emplace_back(static_cast<size_t>(rows) * l.out);
+    grad.emplace_back(static_cast<size_t>(rows) * l.out);
+    masks.emplace_back(cublaslt::mask_bytes(rows, l.out));
+    for (Precision p : {Precision::kFp32, Precision::kTf32})
+      gemm_floats = std::max(gemm_floats, cuda::linear_workspace_floats(rows, l.in, l.out, p, sm_count));
+  }
+  const int latent = ModelConfig{}.latent;
+  for (auto* buffer : {&eps, &z, &dz}) *buffer = DeviceBuffer<float>(static_cast<size_t>(rows) * latent);
+  pixels = random_pixels(static_cast<size_t>(rows) * layout.layers[0].in, 31);
+  pixels_float = DeviceBuffer<float>(pixels.size());
+  dy_masked = DeviceBuffer<float>(static_cast<size_t>(rows) * widest);
+  gemm_workspace = DeviceBuffer<float>(static_cast<size_t>(gemm_floats));
+  reset();
+}
+
+void StepState::reset() {
+  VAE_CUDA_CHECK(cudaDeviceSynchronize());
+  params.upload(initial);
+  for (auto* buffer : {&grads, &m, &v}) buffer->zero();
+  step.zero();
+  noise_stream.zero();
+  totals.zero();
+  first_bad_step.zero();
+  // Uploads and memsets run on the default stream, which the harness stream does not wait for.
+  VAE_CUDA_CHECK(cudaDeviceSynchronize());
+}
+
+namespace {
+
+class OursChain : public LinearChain {
+ public:
+  explicit OursChain(Precision precision) : precision_(precision) {}
+  void forward(StepState& s, int i, cudaStream_t stream) override {
+    const LinearSlot& l = s.layout.layers[i];
+    const cuda::GemmWorkspace ws{s.gemm_workspace.data(), static_cast<int64_t>(s.gemm_workspace.size())};
+    if (i == 0)
+      cuda::linear_forward_pixels(s.rows, l.in, l.out, l.relu, s.pixels.data(), s.weight(i), s.bias(i), s.out[i].data(),
+                                  precision_, ws, stream);
+    else
+      cuda::linear_forward(s.rows, l.in, l.out, l.relu, s.input(i), s.weight(i), s.bias(i), s.out[i].data(),
+                           precision_, ws, stream);
+  }
+  void backward(StepState& s, int i, cudaStream_t stream) override {
+    const LinearSlot& l = s.layout.layers[i];
+    const cuda::GemmWorkspace ws{s.gemm_workspace.data(), static_cast<int64_t>(s.gemm_workspace.size())};
+    if (i == 0)
+      cuda::linear_backward_pixels(s.rows, l.in, l.out, l.relu, s.pixels.data(), s.out[i].data(), s.grad[i].data(),
+                                   s.dweight(i), s.dbias(i), precision_, ws, stream);
+    else
+      cuda::linear_backward(s.rows, l.in, l.out, l.relu, s.input(i), s.weight(i), s.out[i].data(), s.grad[i].data(),
+                            s.input_grad(i), s.dweight(i), s.dbias(i), precision_, ws, stream);
+  }
+
+ private:
+  Precision precision_;
+};
+
+// The library chains read float inputs: the first layer converts the pixels first (and its
+// backward reuses them).
+const float* library_input(StepState& s, int i, cudaStream_t stream) {
+  if (i != 0) return s.input(i);
+  cublas::pixels_to_float(static_cast<int64_t>(s.rows) * s.layout.layers[0].in, s.pixels.data(), s.pixels_float.data(),
+                          stream);
+  return s.pixels_float.data();
+}
+
+class CublasChain : public LinearChain {
+ public:
+  CublasChain(cublasHandle_t blas, Precision precision) : blas_(blas), precision_(precision) {}
+  void forward(StepState& s, int i, cudaStream_t stream) override {
+    const LinearSlot& l = s.layout.layers[i];
+    cublas::linear_forward(blas_, s.rows, l.in, l.out, l.relu, library_input(s, i, stream), s.weight(i), s.bias(i),
+                           s.out[i].data(), precision_, stream);
+  }
+  void backward(StepState& s, int i, cudaStream_t stream) override {
+    const LinearSlot& l = s.layout.layers[i];
+    cublas::linear_backward(blas_, s.rows, l.in, l.out, l.relu, i == 0 ? s.pixels_float.data() : s.input(i),
+                            s.weight(i), s.out[i].data(), s.grad[i].data(), s.dy_masked.data(), s.input_grad(i),
+                            s.dweight(i), s.dbias(i), precision_, stream);
+  }
+
+ private:
+  cublasHandle_t blas_;
+  Precision precision_;
+};
+
+// cuBLASLt's chain: each relu layer's mask and bias gradient are applied by the next layer's dx
+// GEMM (DRELU_BGRAD), so grad[i] of a relu layer arrives masked (see baseline_cublaslt.hpp).
+class CublasLtChain : public LinearChain {
+ public:
+  CublasLtChain(const StepState& s, cublasLtHandle_t lt, Precision precision, cublaslt::Workspace workspace) {
+    for (size_t i = 0; i < s.layout.layers.size(); ++i) {
+      const LinearSlot& l = s.layout.layers[i];
+      layers_.push_back(std::make_unique<cublaslt::Linear>(lt, s.rows, l.in, l.out, l.relu, below_relu(s, i), i > 0,
+                                                           precision, workspace));
+    }
+  }
+  void forward(StepState& s, int i, cudaStream_t stream) override {
+    layers_[i]->forward(library_input(s, i, stream), s.weight(i), s.bias(i), s.out[i].data(), s.masks[i].data(),
+                        stream);
+  }
+  void backward(StepState& s, int i, cudaStream_t stream) override {
+    const bool below = below_relu(s, i);
+    layers_[i]->backward(i == 0 ? s.pixels_float.data() : s.input(i), s.weight(i), s.grad[i].data(),
+                         below ? s.masks[i - 1].data() : nullptr, s.input_grad(i), s.dweight(i), s.dbias(i),
+                         below ? s.dbias(i - 1) : nullptr, stream);
+  }
+
+ private:
+  static bool below_relu(const StepState& s, size_t i) {
+    return i > 0 && static_cast<int>(i) != s.layout.first_decoder() && s.layout.layers[i - 1].relu;
+  }
+  std::vector<std::unique_ptr<cublaslt::Linear>> layers_;
+};
+
+#if VAE_BENCH_HAVE_CUDNN
+class CudnnChain : public LinearChain {
+ public:
+  CudnnChain(const StepState& s, cudnnHandle_t dnn, cublasHandle_t blas, Precision precision) {
+    for (const LinearSlot& l : s.layout.layers)
+      layers_.push_back(std::make_unique<cudnn::Linear>(dnn, blas, s.rows, l.in, l.out, l.relu, precision));
+  }
+  void forward(StepState& s, int i, cudaStream_t stream) override {
+    layers_[i]->forward(library_input(s, i, stream), s.weight(i), s.bias(i), s.out[i].data(), stream);
+  }
+  void backward(StepState& s, int i, cudaStream_t stream) override {
+    layers_[i]->backward(i == 0 ? s.pixels_float.data() : s.input(i), s.weight(i), s.out[i].data(), s.grad[i].data(),
+                         s.dy_masked.data(), s.input_grad(i), s.dweight(i), s.dbias(i), stream);
+  }
+
+ private:
+  std::vector<std::unique_ptr<cudnn::Linear>> layers_;
+};
+#endif
+
+}  // namespace
+
+std::unique_ptr<LinearChain> ours_chain(Precision precision) { return std::make_unique<OursChain>(precision); }
+
+std::unique_ptr<LinearChain> cublas_chain(cublasHandle_t blas, Precision precision) {
+  return std::make_unique<CublasChain>(blas, precision);
+}
+
+std::unique_ptr<LinearChain> cublaslt_chain(const StepState& s, cublasLtHandle_t lt, Precision precision,
+                                            cublaslt::Workspace workspace) {
+  return std::make_unique<CublasLtChain>(s, lt, precision, workspace);
+}
+
+#if VAE_BENCH_HAVE_CUDNN
+std::unique_ptr<LinearChain> cudnn_chain(const StepState& s, cudnnHandle_t dnn, cublasHandle_t blas,
+                                         Precision precision) {
+  return std::make_unique<CudnnChain>(s, dnn, blas, precision);
+}
+#endif
+
+// CudaBackend::enqueue_step's sequence, with the linear layers from `chain`.
+void enqueue_step(StepState& s, LinearChain& chain, cudaStream_t stream) {
+  const ModelConfig model;
+  const AdamHyper hyper;
+  const int head = s.layout.head(), last = s.layout.output();
+  cuda::advance_step(s.step.data(), s.noise_stream.data(), stream);
+  for (int i = 0; i <= last; ++i) {
+    if (i == s.layout.first_decoder())
+      cuda::reparam_forward(s.rows, model.latent, 1, s.noise_stream.data(), s.out[head].data(), s.eps.data(),
+                            s.z.data(), stream);
+    chain.forward(s, i, stream);
+  }
+  cuda::bce_kl_loss(s.rows, model.input, model.latent, s.out[last].data(), s.pixels.data(), s.out[head].data(),
+                    s.grad[last].data(), s.row_scratch.data(), s.totals.data(), stream);
+  cuda::record_nonfinite(s.totals.data(), s.step.data(), s.first_bad_step.data(), stream);
+  for (int i = last; i >= 0; --i) {
+    chain.backward(s, i, stream);
+    if (i == s.layout.first_decoder())
+      cuda::reparam_backward(s.rows, model.latent, model.beta, s.out[head].data(), s.eps.data(), s.dz.data(),
+                             s.grad[head].data(), stream);
+  }
+  cuda::adam_step(s.layout.total, hyper, s.step.data(), s.grads.data(), s.params.data(), s.m.data(), s.v.data(),
+                  stream);
+}
+
+}  // namespace vae::bench

@@ -1,0 +1,70 @@
+// A training step of the default model assembled over one set of buffers, with its linear layers
+// from any implementation (ours, cuBLAS, cuBLASLt, cuDNN) behind one interface and everything else
+// ours, in CudaBackend's order -- so whole steps can be compared with only the layers differing.
+#pragma once
+
+#include <cublasLt.h>
+#include <cublas_v2.h>
+#include <cuda_runtime_api.h>
+
+#include <memory>
+#include <vector>
+
+#include "baseline_cublaslt.hpp"
+#include "vae/config.hpp"
+#include "vae/device_buffer.hpp"
+#include "vae/layout.hpp"
+
+#if VAE_BENCH_HAVE_CUDNN
+#include <cudnn.h>
+#endif
+
+namespace vae::bench {
+
+// The model's state and activations for one batch size, laid out as CudaBackend lays them out.
+struct StepState {
+  StepState(const ParamLayout& layout, int rows, int sm_count);
+  // Back to the same starting point: initial parameters, zero moments, step 0.
+  void reset();
+
+  const float* input(int i) const { return i == layout.first_decoder() ? z.data() : out[i - 1].data(); }
+  float* input_grad(int i) { return i == 0 ? nullptr : i == layout.first_decoder() ? dz.data() : grad[i - 1].data(); }
+  const float* weight(int i) const { return params.data() + layout.layers[i].weight_offset; }
+  const float* bias(int i) const { return params.data() + layout.layers[i].bias_offset; }
+  float* dweight(int i) { return grads.data() + layout.layers[i].weight_offset; }
+  float* dbias(int i) { return grads.data() + layout.layers[i].bias_offset; }
+
+  ParamLayout layout;
+  int rows;
+  std::vector<float> initial;
+  DeviceBuffer<float> params, grads, m, v, eps, z, dz, pixels_float, dy_masked, gemm_workspace;
+  std::vector<DeviceBuffer<float>> out, grad;
+  std::vector<DeviceBuffer<uint8_t>> masks;  // cuBLASLt's ReLU bits, per layer
+  DeviceBuffer<uint8_t> pixels;
+  DeviceBuffer<double> row_scratch{2 * static_cast<size_t>(rows)}, totals{2};
+  DeviceBuffer<long long> step{1}, first_bad_step{1};
+  DeviceBuffer<uint64_t> noise_stream{1};
+};
+
+// One implementation of the model's linear layers: layer i's forward and its backward from the
+// gradient at its output.
+class LinearChain {
+ public:
+  virtual ~LinearChain() = default;
+  virtual void forward(StepState& s, int i, cudaStream_t stream) = 0;
+  virtual void backward(StepState& s, int i, cudaStream_t stream) = 0;
+};
+
+std::unique_ptr<LinearChain> ours_chain(Precision precision);
+std::unique_ptr<LinearChain> cublas_chain(cublasHandle_t blas, Precision precision);
+std::unique_ptr<LinearChain> cublaslt_chain(const StepState& s, cublasLtHandle_t lt, Precision precision,
+                                            cublaslt::Workspace workspace);
+#if VAE_BENCH_HAVE_CUDNN
+std::unique_ptr<LinearChain> cudnn_chain(const StepState& s, cudnnHandle_t dnn, cublasHandle_t blas,
+                                         Precision precision);
+#endif
+
+// One training step on `stream`: advance the step, forward, loss, NaN guard, backward, Adam.
+void enqueue_step(StepState& s, LinearChain& chain, cudaStream_t stream);
+
+}  // namespace vae::bench
