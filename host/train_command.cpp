@@ -146,6 +146,8 @@ int run_train(const TrainConfig& flags, const std::vector<std::string>& explicit
 
   std::string why;
   Trainer trainer(run, data.train, data.test, make_backend(run, data, why));
+  InterruptGuard interrupts;  // from here on Ctrl-C means "checkpoint and stop"
+  trainer.set_stop_request([] { return g_stop_requested.load(); });
   fmt::print("device: {}{}\n", trainer.backend().describe(), why);
   fmt::print("data: {} ({} training, {} test images of {}x{})\n", flags.data_dir, data.train.count, data.test.count,
              data.train.rows, data.train.cols);
@@ -165,8 +167,7 @@ int run_train(const TrainConfig& flags, const std::vector<std::string>& explicit
   const fs::path checkpoint_path = fs::path(run.out_dir) / "checkpoint.safetensors";
   MetricsFile metrics(fs::path(run.out_dir) / "metrics.csv", trainer.epoch() + 1);
   ProgressBar bar(run.progress);
-  InterruptGuard interrupts;
-  trainer.set_stop_request([] { return g_stop_requested.load(); });
+  std::fflush(stdout);  // the header lines reach a pipe or log before training starts
 
   if (trainer.epoch() >= run.epochs) {
     fmt::print("nothing to do: {} epochs are trained already (--epochs {})\n", trainer.epoch(), run.epochs);
