@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Installs what the build needs from Debian (only the packages that are missing), then configures
-# and builds into BUILD_DIR (default build/). Shared by tools/train.sh and tools/test.sh.
+# and builds into BUILD_DIR (default build/). Shared by tools/train.sh and tools/test.sh; extra
+# package names (the test suite's PyTorch) may follow the build directory.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build_dir=${1:-build}
+shift || true
 
 packages=(cmake g++ make libfmt-dev libcli11-dev nlohmann-json3-dev zlib1g-dev libgtest-dev libgmock-dev
-          libpng-dev python3-matplotlib python3-torch python3-torchvision)
+          libpng-dev python3-matplotlib "$@")
 missing=()
 for p in "${packages[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if ((${#missing[@]})); then

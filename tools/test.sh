@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The README's test command: builds, fetches the Fashion-MNIST the training tests read, and runs the
-# whole ctest suite (GPU tests skip themselves on machines without a GPU).
+# whole ctest suite (GPU tests skip themselves on machines without a GPU; the parity suite needs
+# Debian's PyTorch, the fuzz test installs its own clang).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash tools/setup.sh build
+bash tools/setup.sh build python3-torch python3-torchvision
 bash tools/fetch-data.sh fashion-mnist data/fashion-mnist
 ctest --test-dir build --output-on-failure -j "$(nproc)"
