@@ -12,18 +12,7 @@ if [[ ! $seconds =~ ^[1-9][0-9]*$ ]]; then
 fi
 
 # libFuzzer ships in libclang-rt-14-dev, not with clang itself; the rest is what the readers link.
-packages=(clang-14 libclang-rt-14-dev libfmt-dev zlib1g-dev nlohmann-json3-dev)
-missing=()
-for p in "${packages[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
-if ((${#missing[@]})); then
-  if [[ $(id -u) -ne 0 ]]; then
-    echo "fuzz: missing Debian packages (${missing[*]}); run as root or install them" >&2
-    exit 1
-  fi
-  echo "fuzz: installing ${missing[*]}"
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
-fi
+bash tools/install-packages.sh clang-14 libclang-rt-14-dev libfmt-dev zlib1g-dev nlohmann-json3-dev
 
 out=build-fuzz
 mkdir -p "$out/obj" "$out/artifacts"

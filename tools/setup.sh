@@ -7,19 +7,8 @@ cd "$(dirname "$0")/.."
 build_dir=${1:-build}
 shift || true
 
-packages=(cmake g++ make libfmt-dev libcli11-dev nlohmann-json3-dev zlib1g-dev libgtest-dev libgmock-dev
-          libpng-dev python3-matplotlib "$@")
-missing=()
-for p in "${packages[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
-if ((${#missing[@]})); then
-  if [[ $(id -u) -ne 0 ]]; then
-    echo "setup: missing Debian packages (${missing[*]}); run as root or install them" >&2
-    exit 1
-  fi
-  echo "setup: installing ${missing[*]}"
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
-fi
+bash tools/install-packages.sh cmake g++ make libfmt-dev libcli11-dev nlohmann-json3-dev zlib1g-dev \
+  libgtest-dev libgmock-dev libpng-dev python3-matplotlib "$@"
 
 if ! command -v nvcc >/dev/null && [[ ! -x /usr/local/cuda/bin/nvcc ]]; then
   echo "setup: the CUDA toolkit (nvcc) is required to build; install CUDA 13 under /usr/local/cuda" >&2
