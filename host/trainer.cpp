@@ -13,6 +13,7 @@ namespace vae {
 Trainer::Trainer(const TrainConfig& config, const MnistSplit& train, const MnistSplit& test,
                  std::unique_ptr<TrainingBackend> backend)
     : config_(config), train_(train), test_(test), backend_(std::move(backend)) {
+  if (train.count < 1 || test.count < 1) throw Error("training needs at least one training and one test image");
   if (train.image_size() != config.model.input || test.image_size() != config.model.input)
     throw Error("images have " + std::to_string(train.image_size()) + " pixels but the model expects " +
                 std::to_string(config.model.input));
