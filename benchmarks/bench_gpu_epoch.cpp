@@ -4,6 +4,8 @@
 // ratio to the first configuration measured in this same process. --json FILE writes it all.
 #include <fmt/format.h>
 
+#include <CLI/CLI.hpp>
+
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
@@ -29,16 +31,11 @@ struct Result {
 int main(int argc, char** argv) {
   std::string data_dir, json_path;
   int epochs = 3;
-  for (int i = 1; i + 1 < argc; i += 2) {
-    const std::string flag = argv[i];
-    if (flag == "--data") data_dir = argv[i + 1];
-    else if (flag == "--epochs") epochs = std::max(1, std::atoi(argv[i + 1]));
-    else if (flag == "--json") json_path = argv[i + 1];
-    else {
-      fmt::print(stderr, "usage: bench_gpu_epoch [--data DIR] [--epochs N] [--json FILE]\n");
-      return 2;
-    }
-  }
+  CLI::App app{"bench_gpu_epoch: GPU epochs across batch, data placement, graphs and precision"};
+  app.add_option("--data", data_dir, "MNIST-format data (default: synthetic)")->capture_default_str();
+  app.add_option("--epochs", epochs, "Timed epochs")->capture_default_str()->check(CLI::PositiveNumber);
+  app.add_option("--json", json_path, "Write the figures as JSON");
+  CLI11_PARSE(app, argc, argv);
   const vae::CudaDevices devices = vae::query_cuda_devices();
   if (devices.count == 0) {
     fmt::print("bench_gpu_epoch: no CUDA device ({}); nothing to measure\n", devices.why_none);

@@ -2,6 +2,8 @@
 // Prints the figures and, with --json FILE, writes them for benchmarks/compare_cpu.py, which sets
 // them beside PyTorch's example timed on the same cores.
 #include <fmt/format.h>
+
+#include <CLI/CLI.hpp>
 #include <omp.h>
 
 #include <nlohmann/json.hpp>
@@ -20,16 +22,11 @@
 int main(int argc, char** argv) {
   std::string data_dir = "data/fashion-mnist", json_path;
   int epochs = 2;
-  for (int i = 1; i + 1 < argc; i += 2) {
-    const std::string flag = argv[i];
-    if (flag == "--data") data_dir = argv[i + 1];
-    else if (flag == "--epochs") epochs = std::max(1, std::atoi(argv[i + 1]));
-    else if (flag == "--json") json_path = argv[i + 1];
-    else {
-      fmt::print(stderr, "usage: bench_reference_epoch [--data DIR] [--epochs N] [--json FILE]\n");
-      return 2;
-    }
-  }
+  CLI::App app{"bench_reference_epoch: Seconds per epoch of the CPU reference backend"};
+  app.add_option("--data", data_dir, "MNIST-format data")->capture_default_str();
+  app.add_option("--epochs", epochs, "Timed epochs")->capture_default_str()->check(CLI::PositiveNumber);
+  app.add_option("--json", json_path, "Write the figures as JSON");
+  CLI11_PARSE(app, argc, argv);
   try {
     const vae::MnistData data = vae::load_mnist_dir(data_dir);
     vae::TrainConfig config;

@@ -41,7 +41,7 @@ void bench_loss(Harness& h, int rows) {
 
   const auto ours = [&] {
     cuda::bce_kl_loss(rows, pixels, latent, logits.data(), target.data(), mu_logvar.data(), dlogits_ours.data(),
-                      row_scratch.data(), totals_ours.data(), stream);
+                      row_scratch.data(), totals_ours.data(), {}, stream);
   };
   const auto unfused_chain = [&] {
     unfused::bce_kl_loss(rows, pixels, latent, logits.data(), target.data(), mu_logvar.data(), dlogits_other.data(),

@@ -193,8 +193,8 @@ void enqueue_step(StepState& s, LinearChain& chain, cudaStream_t stream) {
     chain.forward(s, i, stream);
   }
   cuda::bce_kl_loss(s.rows, model.input, model.latent, s.out[last].data(), s.pixels.data(), s.out[head].data(),
-                    s.grad[last].data(), s.row_scratch.data(), s.totals.data(), stream);
-  cuda::record_nonfinite(s.totals.data(), s.step.data(), s.first_bad_step.data(), stream);
+                    s.grad[last].data(), s.row_scratch.data(), s.totals.data(),
+                    cuda::NonfiniteGuard{s.step.data(), s.first_bad_step.data()}, stream);
   for (int i = last; i >= 0; --i) {
     chain.backward(s, i, stream);
     if (i == s.layout.first_decoder())

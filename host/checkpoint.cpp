@@ -1,10 +1,8 @@
 // Checkpoint files: safetensors written atomically, read back with every field checked before use.
 #include "vae/checkpoint.hpp"
 
-#include <fcntl.h>
 #include <fmt/format.h>
 #include <fmt/ranges.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <charconv>
@@ -13,6 +11,7 @@
 #include <map>
 #include <nlohmann/json.hpp>
 
+#include "atomic_file.hpp"
 #include "vae/error.hpp"
 
 namespace vae {
@@ -150,18 +149,6 @@ Checkpoint config_from(const fs::path& file, const json& metadata) {
   return c;
 }
 
-void write_whole(int fd, const char* data, size_t size, const fs::path& temp) {
-  while (size > 0) {
-    const ssize_t n = ::write(fd, data, size);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      throw Error(fmt::format("{}: write failed: {}", temp.string(), std::strerror(errno)));
-    }
-    data += n;
-    size -= static_cast<size_t>(n);
-  }
-}
-
 }  // namespace
 
 int64_t NamedTensor::size() const { return element_count(shape); }
@@ -210,35 +197,10 @@ void write_checkpoint(const fs::path& file, const Checkpoint& c) {
   const uint64_t length = text.size();
   for (int i = 0; i < 8; ++i) prefix[i] = static_cast<char>((length >> (8 * i)) & 0xff);
 
-  const fs::path temp = file.string() + ".tmp";
-  const int fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) throw Error(fmt::format("{}: cannot create: {}", temp.string(), std::strerror(errno)));
-  try {
-    write_whole(fd, prefix.data(), prefix.size(), temp);
-    write_whole(fd, text.data(), text.size(), temp);
-    for (const FileTensor& t : tensors) {
-      const float* data = buffers[t.buffer]->data() + t.tensor.offset;
-      write_whole(fd, reinterpret_cast<const char*>(data), static_cast<size_t>(t.tensor.size()) * sizeof(float), temp);
-    }
-    if (::fsync(fd) != 0) throw Error(fmt::format("{}: fsync failed: {}", temp.string(), std::strerror(errno)));
-  } catch (...) {
-    ::close(fd);
-    ::unlink(temp.c_str());
-    throw;
-  }
-  ::close(fd);
-  if (::rename(temp.c_str(), file.c_str()) != 0) {
-    const int err = errno;
-    ::unlink(temp.c_str());
-    throw Error(fmt::format("{}: cannot replace: {}", file.string(), std::strerror(err)));
-  }
-  // Make the rename itself durable.
-  const fs::path dir = file.has_parent_path() ? file.parent_path() : fs::path(".");
-  const int dir_fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dir_fd >= 0) {
-    ::fsync(dir_fd);
-    ::close(dir_fd);
-  }
+  std::vector<ByteRange> pieces = {{prefix.data(), prefix.size()}, {text.data(), text.size()}};
+  for (const FileTensor& t : tensors)
+    pieces.push_back({buffers[t.buffer]->data() + t.tensor.offset, static_cast<size_t>(t.tensor.size()) * sizeof(float)});
+  replace_file_atomically(file, pieces);
 }
 
 Checkpoint read_checkpoint(const fs::path& file) {

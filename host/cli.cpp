@@ -5,7 +5,6 @@
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
-#include <charconv>
 #include <cstdio>
 #include <map>
 
@@ -13,24 +12,6 @@
 #include "vae/version.hpp"
 
 namespace vae {
-
-namespace {
-
-// "I,J": two non-negative image indices.
-std::vector<int> parse_indices(const std::string& text) {
-  const size_t comma = text.find(',');
-  std::vector<int> values;
-  for (const std::string& part : {text.substr(0, comma), comma == std::string::npos ? "" : text.substr(comma + 1)}) {
-    int value = -1;
-    const auto [end, err] = std::from_chars(part.data(), part.data() + part.size(), value);
-    if (part.empty() || err != std::errc() || end != part.data() + part.size() || value < 0)
-      throw UsageError(fmt::format("--pair: '{}' is not two image indices I,J", text));
-    values.push_back(value);
-  }
-  return values;
-}
-
-}  // namespace
 
 CommandLine parse_command_line(int argc, const char* const* argv) {
   CommandLine result;
@@ -96,9 +77,10 @@ CommandLine parse_command_line(int argc, const char* const* argv) {
     if (result.command == Command::kInterpolate) {
       if (!pair_option->count() || !data_option->count())
         throw UsageError("--interpolate needs --pair I,J and --data-dir DIR (the test images)");
-      const std::vector<int> ij = parse_indices(pair);
-      result.pair_i = ij[0];
-      result.pair_j = ij[1];
+      const auto ij = parse_int_list(pair, 0);
+      if (!ij || ij->size() != 2) throw UsageError(fmt::format("--pair: '{}' is not two image indices I,J", pair));
+      result.pair_i = (*ij)[0];
+      result.pair_j = (*ij)[1];
     } else if (pair_option->count()) {
       throw UsageError("--pair goes with --interpolate");
     }

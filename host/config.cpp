@@ -8,21 +8,26 @@
 
 namespace vae {
 
-std::vector<int> parse_widths(const std::string& text) {
-  std::vector<int> widths;
+std::optional<std::vector<int>> parse_int_list(const std::string& text, int min_value) {
+  std::vector<int> values;
   size_t start = 0;
   while (start <= text.size()) {
     const size_t comma = std::min(text.find(',', start), text.size());
-    int width = 0;
+    int value = 0;
     const char* first = text.data() + start;
     const char* last = text.data() + comma;
-    const auto [end, err] = std::from_chars(first, last, width);
-    if (first == last || err != std::errc() || end != last || width < 1)
-      throw UsageError(fmt::format("--hidden: '{}' is not a comma-separated list of positive widths", text));
-    widths.push_back(width);
+    const auto [end, err] = std::from_chars(first, last, value);
+    if (first == last || err != std::errc() || end != last || value < min_value) return std::nullopt;
+    values.push_back(value);
     start = comma + 1;
   }
-  return widths;
+  return values;
+}
+
+std::vector<int> parse_widths(const std::string& text) {
+  const auto widths = parse_int_list(text, 1);
+  if (!widths) throw UsageError(fmt::format("--hidden: '{}' is not a comma-separated list of positive widths", text));
+  return *widths;
 }
 
 void validate(const TrainConfig& config) {

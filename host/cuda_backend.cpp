@@ -8,6 +8,7 @@
 #include <nvtx3/nvtx3.hpp>
 
 #include "vae/cuda_check.hpp"
+#include "vae/cuda_device.hpp"
 #include "vae/gemm_plan.hpp"
 #include "vae/noise_streams.hpp"
 #include "vae/reference_model.hpp"
@@ -17,13 +18,6 @@ namespace {
 
 // Activation offsets are rounded to 64 floats (256 bytes) so every buffer suits vector loads.
 int64_t round_up(int64_t n) { return (n + 63) / 64 * 64; }
-
-int multiprocessors() {
-  int device = 0, count = 0;
-  VAE_CUDA_CHECK(cudaGetDevice(&device));
-  VAE_CUDA_CHECK(cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, device));
-  return count;
-}
 
 }  // namespace
 
@@ -51,7 +45,7 @@ CudaBackend::CudaBackend(const TrainConfig& config, const MnistSplit& train, con
   // The activation workspace: each layer's output and its gradient, ε, z, dz, then GEMM scratch
   // large enough for every batch size this run will see (full, the partial last, evaluation's last).
   const int batch = config.batch, latent = config.model.latent;
-  const int sms = multiprocessors();
+  const int sms = multiprocessor_count();
   int64_t gemm_floats = 0;
   for (int rows : {batch, static_cast<int>(train.count % batch), static_cast<int>(test.count % batch)}) {
     if (rows == 0) continue;
@@ -163,8 +157,8 @@ void CudaBackend::enqueue_step(const uint8_t* pixels, int rows) {
   {
     nvtx3::scoped_range range{"loss"};
     cuda::bce_kl_loss(rows, config_.model.input, config_.model.latent, act_.out[out], pixels, act_.out[head],
-                      act_.grad[out], row_scratch_.data(), train_totals_.data(), compute_);
-    cuda::record_nonfinite(train_totals_.data(), step_.data(), first_bad_step_.data(), compute_);
+                      act_.grad[out], row_scratch_.data(), train_totals_.data(),
+                      cuda::NonfiniteGuard{step_.data(), first_bad_step_.data()}, compute_);
   }
   {
     nvtx3::scoped_range range{"backward"};
@@ -329,7 +323,7 @@ double CudaBackend::evaluate(const MnistSplit& split, int epoch) {
     cuda::set_noise_stream(eval_stream(static_cast<uint64_t>(epoch), b), noise_stream_.data(), compute_);
     enqueue_forward(pixels, rows);
     cuda::bce_kl_loss(rows, config_.model.input, config_.model.latent, act_.out[layout_.output()], pixels,
-                      act_.out[layout_.head()], nullptr, row_scratch_.data(), eval_totals_.data(), compute_);
+                      act_.out[layout_.head()], nullptr, row_scratch_.data(), eval_totals_.data(), {}, compute_);
   }
   double host[2] = {0, 0};
   VAE_CUDA_CHECK(cudaMemcpyAsync(host, eval_totals_.data(), sizeof host, cudaMemcpyDeviceToHost, compute_));

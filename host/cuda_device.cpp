@@ -4,6 +4,8 @@
 
 #include <cuda_runtime_api.h>
 
+#include "vae/cuda_check.hpp"
+
 namespace vae {
 
 CudaDevices query_cuda_devices() {
@@ -17,6 +19,17 @@ CudaDevices query_cuda_devices() {
   cudaDeviceProp props{};
   if (cudaGetDeviceProperties(&props, 0) == cudaSuccess) devices.first_name = props.name;
   return devices;
+}
+
+int multiprocessor_count() {
+  // One device per process in this engine, so one cached answer.
+  static const int count = [] {
+    int device = 0, sms = 0;
+    VAE_CUDA_CHECK(cudaGetDevice(&device));
+    VAE_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
+    return sms;
+  }();
+  return count;
 }
 
 }  // namespace vae

@@ -3,16 +3,13 @@
 // dozen images cost milliseconds and need no device.
 #include "vae/images.hpp"
 
-#include <fcntl.h>
 #include <fmt/format.h>
 #include <png.h>
-#include <unistd.h>
 
 #include <algorithm>
-#include <cerrno>
 #include <cmath>
-#include <cstring>
 
+#include "atomic_file.hpp"
 #include "vae/element_math.hpp"
 #include "vae/error.hpp"
 #include "vae/layout.hpp"
@@ -40,28 +37,6 @@ std::vector<uint8_t> encode_png(const fs::path& file, int width, int height, con
   return bytes;
 }
 
-// Writes, flushes and fsyncs, so the rename that follows publishes complete bytes even across a crash.
-void write_file_synced(const fs::path& file, const std::vector<uint8_t>& bytes) {
-  const int fd = ::open(file.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) throw Error(fmt::format("{}: cannot create: {}", file.string(), std::strerror(errno)));
-  size_t done = 0;
-  while (done < bytes.size()) {
-    const ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      const int saved = errno;
-      ::close(fd);
-      throw Error(fmt::format("{}: cannot write: {}", file.string(), std::strerror(saved)));
-    }
-    done += static_cast<size_t>(n);
-  }
-  const int sync_error = ::fsync(fd) == 0 ? 0 : errno;
-  const int close_error = ::close(fd) == 0 ? 0 : errno;
-  if (sync_error != 0 || close_error != 0)
-    throw Error(fmt::format("{}: cannot write: {}", file.string(),
-                            std::strerror(sync_error != 0 ? sync_error : close_error)));
-}
-
 constexpr int kReconstructions = 8;  // test images in the reconstruction strip
 constexpr int kSampleGrid = 8;       // samples per side
 
@@ -71,21 +46,7 @@ void write_png_gray(const fs::path& file, int width, int height, const std::vect
   if (width < 1 || height < 1 || pixels.size() != static_cast<size_t>(width) * height)
     throw Error(fmt::format("{}: {} pixels do not make a {}x{} image", file.string(), pixels.size(), width, height));
   const std::vector<uint8_t> bytes = encode_png(file, width, height, pixels);
-  const fs::path temp = fs::path(file.string() + ".tmp");
-  try {
-    write_file_synced(temp, bytes);
-  } catch (const Error&) {
-    std::error_code ignored;
-    fs::remove(temp, ignored);
-    throw;
-  }
-  std::error_code ec;
-  fs::rename(temp, file, ec);
-  if (ec) {
-    std::error_code ignored;
-    fs::remove(temp, ignored);
-    throw Error(fmt::format("{}: cannot replace: {}", file.string(), ec.message()));
-  }
+  replace_file_atomically(file, {{bytes.data(), bytes.size()}});
 }
 
 std::vector<uint8_t> tile_grid(const std::vector<float>& images, int count, int rows, int cols, int grid_cols, int pad,

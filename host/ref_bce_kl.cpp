@@ -1,8 +1,6 @@
 // Reference loss: BCE-with-logits over the pixels and the KL term over the latents, with the
 // logits' gradient written in the same pass. Per-row sums in double, then rows in order, so the
 // total does not depend on the thread count.
-#include <vector>
-
 #include "parallel.hpp"
 #include "vae/reference_ops.hpp"
 
@@ -10,8 +8,9 @@ namespace vae::ref {
 
 template <typename T>
 LossSums bce_kl_loss(int rows, int pixels, int latent, const T* logits, const T* target, const T* mu_logvar,
-                     T* dlogits) {
-  std::vector<double> row_bce(rows), row_kl(rows);
+                     T* dlogits, double* row_scratch) {
+  double* row_bce = row_scratch;
+  double* row_kl = row_scratch + rows;
 #pragma omp parallel for schedule(static) if (worth_parallel(static_cast<int64_t>(rows) * pixels))
   for (int r = 0; r < rows; ++r) {
     const int64_t base = static_cast<int64_t>(r) * pixels;
@@ -34,7 +33,7 @@ LossSums bce_kl_loss(int rows, int pixels, int latent, const T* logits, const T*
   return sums;
 }
 
-template LossSums bce_kl_loss<float>(int, int, int, const float*, const float*, const float*, float*);
-template LossSums bce_kl_loss<double>(int, int, int, const double*, const double*, const double*, double*);
+template LossSums bce_kl_loss<float>(int, int, int, const float*, const float*, const float*, float*, double*);
+template LossSums bce_kl_loss<double>(int, int, int, const double*, const double*, const double*, double*, double*);
 
 }  // namespace vae::ref

@@ -23,6 +23,7 @@ ReferenceVae<T>::ReferenceVae(const ModelConfig& model, int max_rows)
   eps_.resize(latent_size);
   z_.resize(latent_size);
   dz_.resize(latent_size);
+  row_sums_.resize(2 * static_cast<size_t>(max_rows));
 }
 
 // The encoder starts from the images, the decoder from z; every other layer from its predecessor.
@@ -82,7 +83,7 @@ ref::LossSums ReferenceVae<T>::run(int rows, const T* x, uint64_t seed, uint64_t
   T* dlogits = grads != nullptr ? grads_[out].data() : nullptr;
   const ref::LossSums loss =
       ref::bce_kl_loss(rows, model_.input, model_.latent, activations_[out].data(), x, activations_[head].data(),
-                       dlogits);
+                       dlogits, row_sums_.data());
   if (grads == nullptr) return loss;
 
   for (int i = n_layers - 1; i >= 0; --i) {

@@ -12,6 +12,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "atomic_file.hpp"
 #include "progress.hpp"
 #include "vae/checkpoint.hpp"
 #include "vae/cuda_backend.hpp"
@@ -72,8 +73,8 @@ TrainConfig resumed_config(const TrainConfig& flags, const Checkpoint& checkpoin
   return run;
 }
 
-// metrics.csv is rewritten whole after every epoch through a temporary file and a rename, so a
-// crash never leaves a torn file. A resumed run keeps the rows of the epochs before it.
+// metrics.csv is rewritten whole after every epoch, atomically. A resumed run keeps the rows of the
+// epochs before it.
 class MetricsFile {
  public:
   static constexpr const char* kHeader = "epoch,step,train_loss,reconstruction,kl,test_loss,images_per_s,seconds";
@@ -90,16 +91,7 @@ class MetricsFile {
   void add(const EpochStats& s) {
     text_ += fmt::format("{},{},{:.6f},{:.6f},{:.6f},{:.6f},{:.1f},{:.3f}\n", s.epoch, s.step, s.train_loss,
                          s.train_bce, s.train_kl, s.test_loss, s.images_per_second, s.seconds);
-    const fs::path temp = path_.string() + ".tmp";
-    {
-      std::ofstream file(temp, std::ios::binary | std::ios::trunc);
-      file << text_;
-      file.flush();
-      if (!file) throw Error(fmt::format("{}: cannot write", temp.string()));
-    }
-    std::error_code ec;
-    fs::rename(temp, path_, ec);
-    if (ec) throw Error(fmt::format("{}: cannot replace: {}", path_.string(), ec.message()));
+    replace_file_atomically(path_, {{text_.data(), text_.size()}});
   }
 
  private:

@@ -30,7 +30,6 @@ void Trainer::resume(const Checkpoint& checkpoint) {
     throw Error(fmt::format("resume: batch {} of an epoch of {} batches", checkpoint.position.batch, spans.size()));
   backend_->restore(checkpoint.state);
   resume_at_ = checkpoint.position;
-  resuming_ = true;
   epoch_ = checkpoint.position.epoch - 1;
 }
 
@@ -51,9 +50,9 @@ Checkpoint Trainer::checkpoint() {
 EpochStats Trainer::train_epoch(const std::function<void(int, int, double)>& on_batch) {
   if (!epoch_finished_) throw Error("train_epoch: the previous epoch was interrupted; checkpoint and resume instead");
   ++epoch_;
-  const int start_batch = resuming_ ? resume_at_.batch : 0;
-  backend_->set_epoch_sums(resuming_ ? ref::LossSums{resume_at_.epoch_bce, resume_at_.epoch_kl} : ref::LossSums{});
-  resuming_ = false;
+  const int start_batch = resume_at_ ? resume_at_->batch : 0;
+  backend_->set_epoch_sums(resume_at_ ? ref::LossSums{resume_at_->epoch_bce, resume_at_->epoch_kl} : ref::LossSums{});
+  resume_at_.reset();
 
   const auto count = static_cast<uint32_t>(train_.count);
   std::vector<uint32_t> order = shuffled_indices(count, config_.seed, static_cast<uint64_t>(epoch_));

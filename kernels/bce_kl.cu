@@ -48,8 +48,9 @@ __global__ void bce_kl_rows_kernel(int rows, int pixels, int latent, const float
 }
 
 // A single block adds the row sums in a fixed order (thread t takes rows t, t + kThreads, ...; then
-// CUB's fixed tree) and adds the batch's two sums to the running totals.
-__global__ void bce_kl_total_kernel(int rows, const double* __restrict__ row_sums, double* __restrict__ totals) {
+// CUB's fixed tree) and adds the batch's two sums to the running totals, then runs the NaN guard.
+__global__ void bce_kl_total_kernel(int rows, const double* __restrict__ row_sums, double* __restrict__ totals,
+                                    NonfiniteGuard guard) {
   double bce = 0, kl = 0;
   for (int r = threadIdx.x; r < rows; r += blockDim.x) {
     bce += row_sums[r];
@@ -62,19 +63,22 @@ __global__ void bce_kl_total_kernel(int rows, const double* __restrict__ row_sum
   if (threadIdx.x == 0) {
     totals[0] += batch_bce;
     totals[1] += batch_kl;
+    if (guard.first_bad_step != nullptr && *guard.first_bad_step == 0 && !isfinite(totals[0] + totals[1]))
+      *guard.first_bad_step = *guard.step;
   }
 }
 
 }  // namespace
 
 void bce_kl_loss(int rows, int pixels, int latent, const float* logits, const uint8_t* target,
-                 const float* mu_logvar, float* dlogits, double* row_scratch, double* totals, cudaStream_t stream) {
+                 const float* mu_logvar, float* dlogits, double* row_scratch, double* totals, NonfiniteGuard guard,
+                 cudaStream_t stream) {
   if (rows <= 0) return;  // nothing to add
   // Both kernels must run with exactly kThreads threads: BlockSum is specialised for that size.
   bce_kl_rows_kernel<<<rows, kThreads, 0, stream>>>(rows, pixels, latent, logits, target, mu_logvar, dlogits,
                                                     row_scratch);
   VAE_CHECK_LAUNCH();
-  bce_kl_total_kernel<<<1, kThreads, 0, stream>>>(rows, row_scratch, totals);
+  bce_kl_total_kernel<<<1, kThreads, 0, stream>>>(rows, row_scratch, totals, guard);
   VAE_CHECK_LAUNCH();
 }
 

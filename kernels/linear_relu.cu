@@ -7,6 +7,7 @@
 #include <cstdint>
 
 #include "vae/cuda_check.hpp"
+#include "vae/cuda_device.hpp"
 #include "vae/cuda_ops.hpp"
 #include "vae/gemm_plan.hpp"
 
@@ -265,13 +266,6 @@ __global__ void bias_grad_kernel(int rows, int out, const float* __restrict__ dy
   dbias[col] = total;
 }
 
-int sm_count() {
-  int device = 0, count = 0;
-  VAE_CUDA_CHECK(cudaGetDevice(&device));
-  VAE_CUDA_CHECK(cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, device));
-  return count;
-}
-
 template <typename T>
 Operand<T> make_operand(const T* data, const float* relu_output, int64_t ld) {
   auto aligned = [](const void* p, uintptr_t bytes) { return reinterpret_cast<uintptr_t>(p) % bytes == 0; };
@@ -286,7 +280,7 @@ template <bool kAContiguousK, bool kBContiguousK, typename TA, typename TB>
 void launch_gemm(int m, int n, int k, Operand<TA> a, Operand<TB> b, Epilogue ep, Precision precision,
                  GemmWorkspace workspace, cudaStream_t stream) {
   if (m <= 0 || n <= 0) return;
-  const GemmPlan plan = plan_gemm(m, n, k, precision, sm_count());
+  const GemmPlan plan = plan_gemm(m, n, k, precision, multiprocessor_count());
   if (plan.workspace_floats > workspace.floats)
     throw Error("linear layer: GEMM workspace holds " + std::to_string(workspace.floats) + " floats, needs " +
                 std::to_string(plan.workspace_floats));

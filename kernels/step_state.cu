@@ -31,13 +31,6 @@ __global__ void gather_rows_kernel(int rows, int row_bytes, const uint32_t* __re
 
 __global__ void advance_cursor_kernel(int rows, uint32_t* __restrict__ cursor) { *cursor += rows; }
 
-// The epoch's running sums stay non-finite once a step's loss was, so the first step that sees
-// them non-finite is the step that went wrong.
-__global__ void record_nonfinite_kernel(const double* __restrict__ totals, const long long* __restrict__ step,
-                                        long long* __restrict__ first_bad_step) {
-  if (*first_bad_step == 0 && !isfinite(totals[0] + totals[1])) *first_bad_step = *step;
-}
-
 }  // namespace
 
 void advance_step(long long* step, uint64_t* noise_stream, cudaStream_t stream) {
@@ -56,11 +49,6 @@ void gather_rows(int rows, int row_bytes, const uint32_t* order, uint32_t* curso
   gather_rows_kernel<<<dim3(1, rows), 256, 0, stream>>>(rows, row_bytes, order, cursor, data, out);
   VAE_CHECK_LAUNCH();
   advance_cursor_kernel<<<1, 1, 0, stream>>>(rows, cursor);
-  VAE_CHECK_LAUNCH();
-}
-
-void record_nonfinite(const double* totals, const long long* step, long long* first_bad_step, cudaStream_t stream) {
-  record_nonfinite_kernel<<<1, 1, 0, stream>>>(totals, step, first_bad_step);
   VAE_CHECK_LAUNCH();
 }
 

@@ -58,6 +58,7 @@ TEST(Cli, BadFlagsAndValuesExitTwoWithUsage) {
       "--train d --sample c",               // two commands
       "--interpolate c --pair 1,2",         // no --data-dir
       "--interpolate c --data-dir d --pair 1", // one index
+      "--interpolate c --data-dir d --pair 1,2,3", // three indices
       "--sample c --pair 1,2",              // --pair without --interpolate
       "--train d --checkpoint-every -1",    // negative interval
   };

@@ -10,6 +10,7 @@
 
 #include "gpu_test_support.hpp"
 #include "vae/cuda_backend.hpp"
+#include "vae/error.hpp"
 #include "vae/reference_backend.hpp"
 #include "vae/trainer.hpp"
 
@@ -120,6 +121,24 @@ TEST_F(CudaTraining, EvaluationMatchesTheReferenceAtTheStart) {
   CudaBackend gpu(config, train_, test_);
   ReferenceBackend cpu(config);
   EXPECT_NEAR(gpu.evaluate(test_, 1), cpu.evaluate(test_, 1), 1e-4 * cpu.evaluate(test_, 1));
+}
+
+// The NaN guard rides on the loss kernel: a poisoned weight makes step 1's loss non-finite, and the
+// epoch must stop naming step 1 exactly.
+TEST_F(CudaTraining, NonFiniteLossIsReportedWithItsStep) {
+  VAE_REQUIRE_GPU();
+  const TrainConfig config;
+  auto backend = std::make_unique<CudaBackend>(config, train_, test_);
+  TrainingState poisoned = backend->state();
+  poisoned.params[0] = std::nanf("");
+  backend->restore(poisoned);
+  Trainer trainer(config, train_, test_, std::move(backend));
+  try {
+    trainer.train_epoch();
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("non-finite loss at step 1 "), std::string::npos) << e.what();
+  }
 }
 
 TEST_F(CudaTraining, Tf32TrainsToNearlyTheSameLoss) {

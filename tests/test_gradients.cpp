@@ -100,9 +100,10 @@ TEST(BceKl, LossIsTheTextbookFormulaAndGradientMatches) {
   std::mt19937_64 rng(8);
   Vec logits = random_vec(rows * pixels, rng, -6, 6), target = random_vec(rows * pixels, rng, 0, 1);
   const Vec mu_logvar = random_vec(rows * 2 * latent, rng);
-  Vec dlogits(logits.size());
+  Vec dlogits(logits.size()), scratch(2 * rows);
   const ref::LossSums sums =
-      ref::bce_kl_loss(rows, pixels, latent, logits.data(), target.data(), mu_logvar.data(), dlogits.data());
+      ref::bce_kl_loss(rows, pixels, latent, logits.data(), target.data(), mu_logvar.data(), dlogits.data(),
+                       scratch.data());
 
   double bce = 0, kl = 0;
   for (size_t i = 0; i < logits.size(); ++i) {
@@ -119,7 +120,7 @@ TEST(BceKl, LossIsTheTextbookFormulaAndGradientMatches) {
 
   auto loss = [&] {
     return ref::bce_kl_loss(rows, pixels, latent, logits.data(), target.data(), mu_logvar.data(),
-                            static_cast<double*>(nullptr))
+                            static_cast<double*>(nullptr), scratch.data())
         .bce;
   };
   expect_gradient_matches("dlogits", logits, dlogits, loss);
@@ -130,7 +131,8 @@ TEST(BceKl, StableForSaturatedLogits) {
   const float target[] = {0.0f, 1.0f, 1.0f, 0.0f};
   const float mu_logvar[] = {0.0f, 0.0f};
   float dlogits[4];
-  const ref::LossSums sums = ref::bce_kl_loss(1, 4, 1, logits, target, mu_logvar, dlogits);
+  double scratch[2];
+  const ref::LossSums sums = ref::bce_kl_loss(1, 4, 1, logits, target, mu_logvar, dlogits, scratch);
   // Two perfect predictions cost nothing; two confident mistakes cost |logit| each.
   EXPECT_NEAR(sums.bce, 180.0, 1e-3);
   EXPECT_EQ(sums.kl, 0.0);

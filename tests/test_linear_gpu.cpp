@@ -53,13 +53,6 @@ std::vector<LinearCase> cases() {
 // rounded to 10 mantissa bits, a relative error up to 2⁻¹¹ per factor, so up to about 2⁻¹⁰·S; 2e-3·S.
 double tolerance(Precision p) { return p == Precision::kTf32 ? 2e-3 : 1e-5; }
 
-int device_sms() {
-  int device = 0, sms = 0;
-  VAE_CUDA_CHECK(cudaGetDevice(&device));
-  VAE_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
-  return sms;
-}
-
 // S for C = A·B where A(m, k) = a[m * lda_m + k * lda_k] and B(k, n) = b[k * ldb_k + n * ldb_n].
 std::vector<double> abs_products(int m, int n, int k, const std::vector<float>& a, int64_t lda_m, int64_t lda_k,
                                  const std::vector<float>& b, int64_t ldb_k, int64_t ldb_n) {
@@ -90,7 +83,7 @@ class LinearKernels : public testing::TestWithParam<Precision> {};
 TEST_P(LinearKernels, MatchReferenceOnEveryShape) {
   VAE_REQUIRE_GPU();
   const Precision precision = GetParam();
-  const int sms = device_sms();
+  const int sms = multiprocessor_count();
   std::mt19937 rng(3);
   std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
   for (const LinearCase& c : cases()) {
@@ -137,7 +130,7 @@ TEST_P(LinearKernels, MatchReferenceOnEveryShape) {
 TEST_P(LinearKernels, PixelInputsAreScaledInTheLoad) {
   VAE_REQUIRE_GPU();
   const Precision precision = GetParam();
-  const int sms = device_sms();
+  const int sms = multiprocessor_count();
   std::mt19937 rng(9);
   for (int rows : {1, 127, 128, 129}) {
     const LinearCase c{rows, 784, 400, true};
@@ -182,7 +175,7 @@ TEST_P(LinearKernels, RepeatRunsAreBitwiseIdentical) {
   for (auto* v : {&x, &w, &b})
     for (float& e : *v) e = dist(rng);
   DeviceBuffer<float> d_x(x), d_w(w), d_b(b), d_y(static_cast<size_t>(rows) * out), d_dw(w.size()), d_db(b.size());
-  DeviceBuffer<float> ws(static_cast<size_t>(std::max<int64_t>(1, linear_workspace_floats(rows, in, out, precision, device_sms()))));
+  DeviceBuffer<float> ws(static_cast<size_t>(std::max<int64_t>(1, linear_workspace_floats(rows, in, out, precision, multiprocessor_count()))));
   const GemmWorkspace workspace{ws.data(), static_cast<int64_t>(ws.size())};
   std::vector<float> first_y, first_dw;
   for (int run = 0; run < 3; ++run) {
@@ -203,7 +196,7 @@ TEST_P(LinearKernels, RepeatRunsAreBitwiseIdentical) {
 TEST(LinearKernelsWorkspace, TooSmallAWorkspaceIsAnError) {
   VAE_REQUIRE_GPU();
   const int rows = 128, in = 784, out = 400;
-  ASSERT_GT(linear_workspace_floats(rows, in, out, Precision::kFp32, device_sms()), 0);
+  ASSERT_GT(linear_workspace_floats(rows, in, out, Precision::kFp32, multiprocessor_count()), 0);
   DeviceBuffer<float> x(static_cast<size_t>(rows) * in), w(static_cast<size_t>(out) * in), b(out), y(static_cast<size_t>(rows) * out);
   EXPECT_THROW(linear_forward(rows, in, out, true, x.data(), w.data(), b.data(), y.data(), Precision::kFp32,
                               GemmWorkspace{}, nullptr),

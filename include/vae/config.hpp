@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -45,6 +46,9 @@ struct TrainConfig {
 
 // Throws vae::UsageError naming the offending setting.
 void validate(const TrainConfig& config);
+
+// "3" or "7,0,12": a comma-separated list of integers >= min_value, or nullopt for anything else.
+std::optional<std::vector<int>> parse_int_list(const std::string& text, int min_value);
 
 // "400" or "512,256" into widths; throws vae::UsageError on anything else.
 std::vector<int> parse_widths(const std::string& text);

@@ -14,4 +14,8 @@ struct CudaDevices {
 
 CudaDevices query_cuda_devices();
 
+// The current device's SM count, asked of the runtime once per process: launchers size their grids
+// from it on every launch, so it must cost nothing. Throws vae::Error when there is no device.
+int multiprocessor_count();
+
 }  // namespace vae

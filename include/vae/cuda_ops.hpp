@@ -53,8 +53,15 @@ void reparam_backward(int rows, int latent, float beta, const float* mu_logvar, 
 // 2 * rows doubles, from the caller's workspace so that no call allocates) carries the per-row sums
 // between the two fixed-order reduction passes; on return it holds each row's BCE sum in
 // [0, rows) and its KL sum in [rows, 2 * rows).
+// The NaN guard rides on the same launch: when `guard` is given, *first_bad_step = *step the first
+// time the running totals are not finite (they stay so, so that is the step that went wrong).
+struct NonfiniteGuard {
+  const long long* step = nullptr;
+  long long* first_bad_step = nullptr;
+};
 void bce_kl_loss(int rows, int pixels, int latent, const float* logits, const uint8_t* target,
-                 const float* mu_logvar, float* dlogits, double* row_scratch, double* totals, cudaStream_t stream);
+                 const float* mu_logvar, float* dlogits, double* row_scratch, double* totals, NonfiniteGuard guard,
+                 cudaStream_t stream);
 
 // ---- Adam (kernels/adam.cu) -------------------------------------------------------------------
 // One torch.optim.Adam (or AdamW) step over all n parameters in one launch, at the 1-based step
@@ -72,7 +79,5 @@ void set_noise_stream(uint64_t value, uint64_t* noise_stream, cudaStream_t strea
 // *cursor += rows, so replays of one graph walk the epoch's order.
 void gather_rows(int rows, int row_bytes, const uint32_t* order, uint32_t* cursor, const uint8_t* data,
                  uint8_t* out, cudaStream_t stream);
-// The NaN guard: *first_bad_step = *step the first time totals (BCE, KL) are not finite.
-void record_nonfinite(const double* totals, const long long* step, long long* first_bad_step, cudaStream_t stream);
 
 }  // namespace vae::cuda

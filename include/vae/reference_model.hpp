@@ -49,6 +49,7 @@ class ReferenceVae {
   std::vector<std::vector<T>> activations_;  // each layer's output [rows, out]
   std::vector<std::vector<T>> grads_;        // dL/d(each layer's output)
   std::vector<T> eps_, z_, dz_;
+  std::vector<double> row_sums_;  // bce_kl_loss's per-row sums
 };
 
 extern template class ReferenceVae<float>;

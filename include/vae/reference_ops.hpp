@@ -40,9 +40,11 @@ struct LossSums {
 };
 
 // One pass over the logits: the loss sums and, unless dlogits is null, dL/dlogits = σ(l) − target.
+// row_scratch (2 * rows doubles, the caller's, as on the GPU) holds each row's sums before they are
+// added in row order, which keeps the total independent of the thread count.
 template <typename T>
 LossSums bce_kl_loss(int rows, int pixels, int latent, const T* logits, const T* target, const T* mu_logvar,
-                     T* dlogits);
+                     T* dlogits, double* row_scratch);
 
 // torch.optim.Adam (or AdamW) over n contiguous parameters at the 1-based step.
 template <typename T>

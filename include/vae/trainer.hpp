@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <vector>
 
 #include "vae/batch_feeder.hpp"
@@ -67,8 +68,7 @@ class Trainer {
   int epoch_ = 0;             // the epoch in progress or last finished
   int batches_done_ = 0;      // of epoch_
   bool epoch_finished_ = true;
-  DataPosition resume_at_{};  // set by resume(), used by the next train_epoch
-  bool resuming_ = false;
+  std::optional<DataPosition> resume_at_;  // set by resume(), used by the next train_epoch
 };
 
 }  // namespace vae
