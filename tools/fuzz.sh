@@ -24,7 +24,7 @@ cxx=clang++-14
 common=(-std=c++20 -g -O1 -Iinclude -fsanitize=address,undefined -fno-sanitize-recover=undefined)
 # The readers and harnesses carry libFuzzer's coverage hooks; only the fuzzer links add its main().
 instrumented=("${common[@]}" -fsanitize=fuzzer-no-link)
-headers=(include/vae/*.hpp tests/fuzz/*.hpp tools/fuzz.sh)
+headers=(include/vae/*.hpp host/*.hpp tests/fuzz/*.hpp tools/fuzz.sh)
 
 # stale TARGET DEP...: true when TARGET is missing or older than any DEP.
 stale() {
@@ -35,7 +35,7 @@ stale() {
   return 1
 }
 
-sources=(host/idx_reader.cpp host/checkpoint.cpp host/config.cpp host/layout.cpp
+sources=(host/idx_reader.cpp host/checkpoint.cpp host/atomic_file.cpp host/config.cpp host/layout.cpp
          tests/fuzz/fuzz_idx.cpp tests/fuzz/fuzz_checkpoint.cpp tests/fuzz/make_seeds.cpp)
 pids=()
 for src in "${sources[@]}"; do
@@ -49,7 +49,7 @@ done
 for pid in "${pids[@]}"; do wait "$pid"; done
 
 readers_idx=("$out/obj/idx_reader.o")
-readers_checkpoint=("$out/obj/checkpoint.o" "$out/obj/config.o" "$out/obj/layout.o")
+readers_checkpoint=("$out/obj/checkpoint.o" "$out/obj/atomic_file.o" "$out/obj/config.o" "$out/obj/layout.o")
 link() {  # link OUTPUT FLAG OBJECT...
   local output=$1 flag=$2
   shift 2
