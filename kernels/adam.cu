@@ -3,16 +3,17 @@
 // sit inside a captured CUDA graph whose replays each advance the step.
 #include <algorithm>
 
-#include "vae/cuda_check.hpp"
+#include "vae/cuda_device.hpp"
 #include "vae/cuda_ops.hpp"
+#include "vae/device/kernel_runtime.hpp"
 
 namespace vae::cuda {
 namespace {
 
 constexpr int kThreads = 256;
-// Enough blocks to fill an H100 twice over (132 SMs x 8 resident blocks of 256 threads); past that,
-// more blocks only add scheduling, and the grid-stride loop covers any n.
-constexpr int64_t kMaxBlocks = 2 * 132 * 8;
+// Blocks per SM for two full waves (8 resident blocks of 256 threads each); past that, more blocks
+// only add scheduling, and the grid-stride loop covers any n.
+constexpr int64_t kBlocksPerMultiprocessor = 2 * 8;
 
 // Scalar grid-stride loop: each element is read and written once, so the kernel is bound by memory
 // traffic and plain coalesced float accesses already stream it. Every thread derives the
@@ -38,9 +39,9 @@ __global__ void adam_step_kernel(int64_t n, AdamHyper hyper, const long long* __
 void adam_step(int64_t n, const AdamHyper& hyper, const long long* step, const float* grads, float* params,
                float* m, float* v, cudaStream_t stream) {
   if (n <= 0) return;
-  const int64_t blocks = std::min((n + kThreads - 1) / kThreads, kMaxBlocks);
-  adam_step_kernel<<<static_cast<unsigned int>(blocks), kThreads, 0, stream>>>(n, hyper, step, grads, params, m, v);
-  VAE_CHECK_LAUNCH();
+  const int64_t blocks = std::min((n + kThreads - 1) / kThreads, kBlocksPerMultiprocessor * multiprocessor_count());
+  launch_kernel(adam_step_kernel, static_cast<unsigned int>(blocks), kThreads, stream, n, hyper, step, grads, params, m,
+                v);
 }
 
 }  // namespace vae::cuda

@@ -1,10 +1,10 @@
 // The loss on the GPU: BCE-with-logits over each image's pixels and the KL term over its latents,
 // with dL/dlogits written in the same pass over the logits. The sums are reduced in double in a
 // fixed order (per row, then over rows, no atomics), so a run's loss curve reproduces bit for bit.
-#include <cub/block/block_reduce.cuh>
-
-#include "vae/cuda_check.hpp"
 #include "vae/cuda_ops.hpp"
+#include "vae/device/block_reduce.hpp"
+#include "vae/device/kernel_runtime.hpp"
+#include "vae/element_math.hpp"
 
 namespace vae::cuda {
 namespace {
@@ -12,7 +12,7 @@ namespace {
 // One block size for both kernels: a fixed block size is what fixes CUB's reduction tree, and so
 // the order in which doubles are added.
 constexpr int kThreads = 256;
-using BlockSum = cub::BlockReduce<double, kThreads>;
+using RowSum = BlockSum<kThreads>;
 
 // One block per row (image). Each thread strides over the row's pixels, then over its latents,
 // adding in double; the block then reduces both partial sums and thread 0 stores them in
@@ -27,8 +27,8 @@ __global__ void bce_kl_rows_kernel(int rows, int pixels, int latent, const float
   double bce = 0;
   for (int p = threadIdx.x; p < pixels; p += blockDim.x) {
     const float logit = logits[pixel_base + p];
-    // The same float the reference gets from its float targets: pixel / 255, correctly rounded.
-    const float t = static_cast<float>(target[pixel_base + p]) / 255.0f;
+    // The same float the reference gets from its float targets.
+    const float t = pixel_to_unit(target[pixel_base + p]);
     bce += bce_with_logits(logit, t);
     if (dlogits != nullptr) dlogits[pixel_base + p] = bce_with_logits_grad(logit, t);
   }
@@ -37,10 +37,10 @@ __global__ void bce_kl_rows_kernel(int rows, int pixels, int latent, const float
   double kl = 0;
   for (int j = threadIdx.x; j < latent; j += blockDim.x) kl += kl_term(stats[j], stats[latent + j]);
 
-  __shared__ typename BlockSum::TempStorage scratch;
-  const double row_bce = BlockSum(scratch).Sum(bce);
+  __shared__ typename RowSum::TempStorage scratch;
+  const double row_bce = RowSum(scratch).Sum(bce);
   __syncthreads();  // scratch is reused by the second reduction
-  const double row_kl = BlockSum(scratch).Sum(kl);
+  const double row_kl = RowSum(scratch).Sum(kl);
   if (threadIdx.x == 0) {  // the block's sums are valid in thread 0 only
     row_sums[r] = row_bce;
     row_sums[static_cast<int64_t>(rows) + r] = row_kl;
@@ -56,10 +56,10 @@ __global__ void bce_kl_total_kernel(int rows, const double* __restrict__ row_sum
     bce += row_sums[r];
     kl += row_sums[static_cast<int64_t>(rows) + r];
   }
-  __shared__ typename BlockSum::TempStorage scratch;
-  const double batch_bce = BlockSum(scratch).Sum(bce);
+  __shared__ typename RowSum::TempStorage scratch;
+  const double batch_bce = RowSum(scratch).Sum(bce);
   __syncthreads();  // scratch is reused by the second reduction
-  const double batch_kl = BlockSum(scratch).Sum(kl);
+  const double batch_kl = RowSum(scratch).Sum(kl);
   if (threadIdx.x == 0) {
     totals[0] += batch_bce;
     totals[1] += batch_kl;
@@ -75,11 +75,9 @@ void bce_kl_loss(int rows, int pixels, int latent, const float* logits, const ui
                  cudaStream_t stream) {
   if (rows <= 0) return;  // nothing to add
   // Both kernels must run with exactly kThreads threads: BlockSum is specialised for that size.
-  bce_kl_rows_kernel<<<rows, kThreads, 0, stream>>>(rows, pixels, latent, logits, target, mu_logvar, dlogits,
-                                                    row_scratch);
-  VAE_CHECK_LAUNCH();
-  bce_kl_total_kernel<<<1, kThreads, 0, stream>>>(rows, row_scratch, totals, guard);
-  VAE_CHECK_LAUNCH();
+  launch_kernel(bce_kl_rows_kernel, rows, kThreads, stream, rows, pixels, latent, logits, target, mu_logvar, dlogits,
+                row_scratch);
+  launch_kernel(bce_kl_total_kernel, 1, kThreads, stream, rows, row_scratch, totals, guard);
 }
 
 }  // namespace vae::cuda

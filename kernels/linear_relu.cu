@@ -2,13 +2,15 @@
 // with the ReLU mask applied as dy is loaded. One kernel template serves all three products through
 // operand layouts; FP32 runs on CUDA cores, TF32 on tensor cores (mma.m16n8k8, FP32 accumulation).
 // Split-K partial sums are reduced in a fixed order, so results are bitwise reproducible.
-#include <cuda_runtime.h>
-
 #include <cstdint>
+#include <string>
 
-#include "vae/cuda_check.hpp"
 #include "vae/cuda_device.hpp"
 #include "vae/cuda_ops.hpp"
+#include "vae/device/kernel_runtime.hpp"
+#include "vae/device/tensor_core.hpp"
+#include "vae/element_math.hpp"
+#include "vae/error.hpp"
 #include "vae/gemm_plan.hpp"
 
 namespace vae::cuda {
@@ -36,7 +38,7 @@ struct Epilogue {
 };
 
 __device__ __forceinline__ float to_float(float v) { return v; }
-__device__ __forceinline__ float to_float(uint8_t v) { return static_cast<float>(v) / 255.0f; }
+__device__ __forceinline__ float to_float(uint8_t v) { return pixel_to_unit(v); }
 
 __device__ __forceinline__ void load4(const float* p, float (&v)[4]) {
   const float4 q = __ldg(reinterpret_cast<const float4*>(p));
@@ -65,12 +67,12 @@ __device__ __forceinline__ void load_tile(const Operand<T>& op, int64_t outer0, 
         if (op.relu_output != nullptr) {
           float y[4];
           load4(op.relu_output + base, y);
-          for (int e = 0; e < 4; ++e) v[e] = y[e] > 0.0f ? v[e] : 0.0f;
+          for (int e = 0; e < 4; ++e) v[e] = relu_grad(v[e], y[e]);
         }
       } else {
         for (int e = 0; e < 4 && gi + e < inner_limit; ++e) {
           v[e] = to_float(op.data[base + e]);
-          if (op.relu_output != nullptr && !(op.relu_output[base + e] > 0.0f)) v[e] = 0.0f;
+          if (op.relu_output != nullptr) v[e] = relu_grad(v[e], op.relu_output[base + e]);
         }
       }
     }
@@ -103,7 +105,7 @@ __device__ __forceinline__ void store_result(const Epilogue& ep, int splits, int
     return;
   }
   if (ep.bias != nullptr) value += ep.bias[col];
-  if (ep.relu) value = value > 0.0f ? value : 0.0f;
+  if (ep.relu) value = relu(value);
   ep.out[row * ep.ldc + col] = value;
 }
 
@@ -158,21 +160,8 @@ __global__ void __launch_bounds__((BM / TM) * (BN / TN))
     for (int j = 0; j < TN; ++j) store_result(ep, gridDim.z, m, n, m0 + ty * TM + i, n0 + tx * TN + j, acc[i][j]);
 }
 
-// Rounds to TF32 (10 mantissa bits) to nearest, ties away, as cuBLAS's TF32 mode does.
-__device__ __forceinline__ float round_to_tf32(float x) {
-  uint32_t bits;
-  asm("cvt.rna.tf32.f32 %0, %1;" : "=r"(bits) : "f"(x));
-  return __uint_as_float(bits);
-}
-
-// D = A · B + D for one 16x8x8 tile, TF32 inputs, FP32 accumulators (PTX ISA, mma.m16n8k8).
-__device__ __forceinline__ void mma_16x8x8_tf32(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
-  asm volatile(
-      "mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
-      "{%0, %1, %2, %3};\n"
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
-}
+// Operands are rounded to TF32 once, as they enter shared memory.
+__device__ __forceinline__ float round_to_tf32(float x) { return __uint_as_float(round_to_tf32_bits(x)); }
 
 // TF32 on tensor cores: WARPS_M x WARPS_N warps, each owning a (BM / WARPS_M) x (BN / WARPS_N) patch
 // made of 16x8 mma tiles. Fragments are read from the same As[k][m], Bs[k][n] tiles as FP32 uses.
@@ -239,7 +228,7 @@ __global__ void __launch_bounds__(WARPS_M * WARPS_N * 32)
 
 // Sums the split-K partials in split order, then bias and ReLU.
 __global__ void reduce_splits_kernel(int m, int n, int splits, const float* __restrict__ partials,
-                                     const float* __restrict__ bias, bool relu, float* __restrict__ out,
+                                     const float* __restrict__ bias, bool apply_relu, float* __restrict__ out,
                                      int64_t ldc) {
   const int64_t index = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   const int64_t count = static_cast<int64_t>(m) * n;
@@ -248,7 +237,7 @@ __global__ void reduce_splits_kernel(int m, int n, int splits, const float* __re
   float total = 0.0f;
   for (int s = 0; s < splits; ++s) total += partials[s * count + index];
   if (bias != nullptr) total += bias[col];
-  if (relu) total = total > 0.0f ? total : 0.0f;
+  if (apply_relu) total = relu(total);
   out[row * ldc + col] = total;
 }
 
@@ -261,7 +250,7 @@ __global__ void bias_grad_kernel(int rows, int out, const float* __restrict__ dy
   float total = 0.0f;
   for (int r = 0; r < rows; ++r) {
     const int64_t i = static_cast<int64_t>(r) * out + col;
-    if (relu_output == nullptr || relu_output[i] > 0.0f) total += dy[i];
+    total += relu_output == nullptr ? dy[i] : relu_grad(dy[i], relu_output[i]);
   }
   dbias[col] = total;
 }
@@ -289,34 +278,31 @@ void launch_gemm(int m, int n, int k, Operand<TA> a, Operand<TB> b, Epilogue ep,
   const bool large = plan.shape == TileShape::kLarge;
   if (precision == Precision::kTf32) {
     if (large)
-      gemm_tf32_kernel<64, 64, kTileK, 2, 2, kAContiguousK, kBContiguousK>
-          <<<grid, 128, 0, stream>>>(m, n, k, plan.k_per_split, a, b, ep);
+      launch_kernel(gemm_tf32_kernel<64, 64, kTileK, 2, 2, kAContiguousK, kBContiguousK, TA, TB>, grid, 128, stream,
+                    m, n, k, plan.k_per_split, a, b, ep);
     else
-      gemm_tf32_kernel<32, 32, kTileK, 2, 2, kAContiguousK, kBContiguousK>
-          <<<grid, 128, 0, stream>>>(m, n, k, plan.k_per_split, a, b, ep);
+      launch_kernel(gemm_tf32_kernel<32, 32, kTileK, 2, 2, kAContiguousK, kBContiguousK, TA, TB>, grid, 128, stream,
+                    m, n, k, plan.k_per_split, a, b, ep);
   } else {
     if (large)
-      gemm_fp32_kernel<64, 64, kTileK, 4, 4, kAContiguousK, kBContiguousK>
-          <<<grid, 256, 0, stream>>>(m, n, k, plan.k_per_split, a, b, ep);
+      launch_kernel(gemm_fp32_kernel<64, 64, kTileK, 4, 4, kAContiguousK, kBContiguousK, TA, TB>, grid, 256, stream,
+                    m, n, k, plan.k_per_split, a, b, ep);
     else
-      gemm_fp32_kernel<32, 32, kTileK, 2, 2, kAContiguousK, kBContiguousK>
-          <<<grid, 256, 0, stream>>>(m, n, k, plan.k_per_split, a, b, ep);
+      launch_kernel(gemm_fp32_kernel<32, 32, kTileK, 2, 2, kAContiguousK, kBContiguousK, TA, TB>, grid, 256, stream,
+                    m, n, k, plan.k_per_split, a, b, ep);
   }
-  VAE_CHECK_LAUNCH();
   if (plan.splits > 1) {
     const int64_t count = static_cast<int64_t>(m) * n;
     constexpr int kBlock = 256;
-    reduce_splits_kernel<<<static_cast<unsigned>((count + kBlock - 1) / kBlock), kBlock, 0, stream>>>(
-        m, n, plan.splits, workspace.data, ep.bias, ep.relu, ep.out, ep.ldc);
-    VAE_CHECK_LAUNCH();
+    launch_kernel(reduce_splits_kernel, static_cast<unsigned>((count + kBlock - 1) / kBlock), kBlock, stream, m, n,
+                  plan.splits, workspace.data, ep.bias, ep.relu, ep.out, ep.ldc);
   }
 }
 
 void launch_bias_grad(int rows, int out, const float* dy, const float* relu_output, float* dbias,
                       cudaStream_t stream) {
   constexpr int kBlock = 128;
-  bias_grad_kernel<<<(out + kBlock - 1) / kBlock, kBlock, 0, stream>>>(rows, out, dy, relu_output, dbias);
-  VAE_CHECK_LAUNCH();
+  launch_kernel(bias_grad_kernel, (out + kBlock - 1) / kBlock, kBlock, stream, rows, out, dy, relu_output, dbias);
 }
 
 // Forward: A = x [rows, in] (K contiguous), B(k, n) = W[n][k] (K contiguous).

@@ -1,12 +1,13 @@
 // The reparameterisation on the GPU: z = mu + exp(logvar / 2) ⊙ eps with eps from cuRAND's Philox,
 // drawn in the very layout the CPU reference uses (include/vae/philox.hpp), and its backward with
 // beta times the KL gradient fused in, so the latent step costs one launch each way.
-#include <curand_kernel.h>
-
 #include <climits>
 
-#include "vae/cuda_check.hpp"
 #include "vae/cuda_ops.hpp"
+#include "vae/device/kernel_runtime.hpp"
+#include "vae/device/normal_draws.hpp"
+#include "vae/element_math.hpp"
+#include "vae/error.hpp"
 
 namespace vae::cuda {
 namespace {
@@ -33,10 +34,7 @@ __global__ void reparam_forward_kernel(int64_t count, int latent, uint64_t seed,
   const int64_t first = group * 4;
   if (first >= count) return;
 
-  curandStatePhilox4_32_10_t state;
-  curand_init(seed, *noise_stream, 4ull * static_cast<uint64_t>(group), &state);
-  const float4 normals = curand_normal4(&state);
-  const float lanes[4] = {normals.x, normals.y, normals.z, normals.w};
+  const Normal4 normals = draw_normal4(seed, *noise_stream, static_cast<uint64_t>(group));
 
 #pragma unroll
   for (int lane = 0; lane < 4; ++lane) {
@@ -45,8 +43,8 @@ __global__ void reparam_forward_kernel(int64_t count, int latent, uint64_t seed,
       const int64_t r = i / latent;
       const int64_t j = i - r * latent;
       const float* row = mu_logvar + r * 2 * latent;
-      eps[i] = lanes[lane];
-      z[i] = reparam_sample(row[j], row[latent + j], lanes[lane]);
+      eps[i] = normals.v[lane];
+      z[i] = reparam_sample(row[j], row[latent + j], normals.v[lane]);
     }
   }
 }
@@ -74,18 +72,16 @@ void reparam_forward(int rows, int latent, uint64_t seed, const uint64_t* noise_
   const int64_t count = static_cast<int64_t>(rows) * latent;
   if (rows <= 0 || latent <= 0) return;
   const int64_t groups = (count + 3) / 4;
-  reparam_forward_kernel<<<blocks_for(groups), kThreads, 0, stream>>>(count, latent, seed, noise_stream,
-                                                                       mu_logvar, eps, z);
-  VAE_CHECK_LAUNCH();
+  launch_kernel(reparam_forward_kernel, blocks_for(groups), kThreads, stream, count, latent, seed, noise_stream,
+                mu_logvar, eps, z);
 }
 
 void reparam_backward(int rows, int latent, float beta, const float* mu_logvar, const float* eps, const float* dz,
                       float* dmu_logvar, cudaStream_t stream) {
   const int64_t count = static_cast<int64_t>(rows) * latent;
   if (rows <= 0 || latent <= 0) return;
-  reparam_backward_kernel<<<blocks_for(count), kThreads, 0, stream>>>(count, latent, beta, mu_logvar, eps, dz,
-                                                                      dmu_logvar);
-  VAE_CHECK_LAUNCH();
+  launch_kernel(reparam_backward_kernel, blocks_for(count), kThreads, stream, count, latent, beta, mu_logvar, eps, dz,
+                dmu_logvar);
 }
 
 }  // namespace vae::cuda

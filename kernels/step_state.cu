@@ -1,8 +1,8 @@
 // The scalars that change from step to step live on the device, so that a captured CUDA graph can
 // advance them on every replay: the step counter (Adam's t), the noise stream it keys, and, with
 // device-resident data, the cursor into the epoch's order with the gather it drives.
-#include "vae/cuda_check.hpp"
 #include "vae/cuda_ops.hpp"
+#include "vae/device/kernel_runtime.hpp"
 #include "vae/noise_streams.hpp"
 
 namespace vae::cuda {
@@ -34,22 +34,18 @@ __global__ void advance_cursor_kernel(int rows, uint32_t* __restrict__ cursor) {
 }  // namespace
 
 void advance_step(long long* step, uint64_t* noise_stream, cudaStream_t stream) {
-  advance_step_kernel<<<1, 1, 0, stream>>>(step, noise_stream);
-  VAE_CHECK_LAUNCH();
+  launch_kernel(advance_step_kernel, 1, 1, stream, step, noise_stream);
 }
 
 void set_noise_stream(uint64_t value, uint64_t* noise_stream, cudaStream_t stream) {
-  set_noise_stream_kernel<<<1, 1, 0, stream>>>(value, noise_stream);
-  VAE_CHECK_LAUNCH();
+  launch_kernel(set_noise_stream_kernel, 1, 1, stream, value, noise_stream);
 }
 
 void gather_rows(int rows, int row_bytes, const uint32_t* order, uint32_t* cursor, const uint8_t* data,
                  uint8_t* out, cudaStream_t stream) {
   if (rows <= 0) return;
-  gather_rows_kernel<<<dim3(1, rows), 256, 0, stream>>>(rows, row_bytes, order, cursor, data, out);
-  VAE_CHECK_LAUNCH();
-  advance_cursor_kernel<<<1, 1, 0, stream>>>(rows, cursor);
-  VAE_CHECK_LAUNCH();
+  launch_kernel(gather_rows_kernel, dim3(1, rows), 256, stream, rows, row_bytes, order, cursor, data, out);
+  launch_kernel(advance_cursor_kernel, 1, 1, stream, rows, cursor);
 }
 
 }  // namespace vae::cuda

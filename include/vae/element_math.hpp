@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cmath>
+#include <cstdint>
 
 #include "vae/hd.hpp"
 
@@ -19,6 +20,23 @@ VAE_HD float fabs_(float x) { return fabsf(x); }
 VAE_HD double fabs_(double x) { return fabs(x); }
 VAE_HD float fsqrt(float x) { return sqrtf(x); }
 VAE_HD double fsqrt(double x) { return sqrt(x); }
+
+// ReLU as PyTorch computes it: negatives to 0 and NaN kept, so that a NaN born in a hidden layer
+// reaches the loss and the NaN guard instead of vanishing.
+template <typename T>
+VAE_HD T relu(T x) {
+  return x < T(0) ? T(0) : x;
+}
+
+// ReLU's backward from the layer's output y: dy passes where y > 0 and nothing passes elsewhere (y
+// NaN included), as PyTorch's threshold_backward masks it.
+template <typename T>
+VAE_HD T relu_grad(T dy, T y) {
+  return y > T(0) ? dy : T(0);
+}
+
+// A pixel as the model sees it, x / 255 correctly rounded, as torchvision's ToTensor computes it.
+VAE_HD float pixel_to_unit(uint8_t pixel) { return static_cast<float>(pixel) / 255.0f; }
 
 template <typename T>
 VAE_HD T sigmoid(T x) {

@@ -1,0 +1,141 @@
+// What a kernel source sees of CUDA when the host compiler builds it for the emulator: the
+// execution-space keywords, the built-in coordinates, barriers, warp shuffles and votes, __ldg, bit
+// casts and integer atomics. Included through include/vae/device/kernel_runtime.hpp only, in
+// builds that define VAE_EMULATION (tests/emulation), never in the product.
+#pragma once
+
+#include <cuda_runtime_api.h>
+#include <vector_functions.h>
+#include <vector_types.h>
+
+#include <bit>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <math.h>  // isfinite, expf, ... unqualified, as device code calls them
+#include <type_traits>
+
+#include "emulator.hpp"
+
+// __shared__ storage is per block on the device. Blocks run one at a time here, so a static
+// variable is exactly that, and ASan puts redzones around it like any global. (The toolkit's
+// headers define it as nothing for host compilers.)
+#undef __shared__
+#define __shared__ static
+
+// Occupancy hints mean nothing here.
+#ifndef __launch_bounds__
+#define __launch_bounds__(...)
+#endif
+
+#define threadIdx (::vae::emu::thread_index())
+#define blockIdx (::vae::emu::block_index())
+#define blockDim (::vae::emu::block_dim())
+#define gridDim (::vae::emu::grid_dim())
+#define warpSize (::vae::emu::kWarpSize)
+
+inline void __syncthreads() { ::vae::emu::sync_block(); }
+inline void __syncwarp(unsigned mask = 0xFFFFFFFFu) { (void)::vae::emu::exchange_in_warp(mask, 0); }
+// Global memory is coherent here, so fences have nothing to order.
+inline void __threadfence() {}
+inline void __threadfence_block() {}
+
+template <typename T>
+inline T __ldg(const T* p) {
+  return *p;
+}
+
+inline unsigned int __float_as_uint(float x) { return std::bit_cast<unsigned int>(x); }
+inline float __uint_as_float(unsigned int x) { return std::bit_cast<float>(x); }
+inline int __float_as_int(float x) { return std::bit_cast<int>(x); }
+inline float __int_as_float(int x) { return std::bit_cast<float>(x); }
+inline long long __double_as_longlong(double x) { return std::bit_cast<long long>(x); }
+inline double __longlong_as_double(long long x) { return std::bit_cast<double>(x); }
+
+// The device's min and max overloads, for the integer and float types kernels mix.
+template <typename T>
+inline T min(T a, T b) {
+  return b < a ? b : a;
+}
+template <typename T>
+inline T max(T a, T b) {
+  return a < b ? b : a;
+}
+
+namespace vae::emu {
+
+template <typename T>
+uint64_t to_bits(T value) {
+  static_assert(sizeof(T) <= sizeof(uint64_t) && std::is_trivially_copyable_v<T>, "shuffle of a type over 8 bytes");
+  uint64_t bits = 0;
+  std::memcpy(&bits, &value, sizeof value);
+  return bits;
+}
+template <typename T>
+T from_bits(uint64_t bits) {
+  T value;
+  std::memcpy(&value, &bits, sizeof value);
+  return value;
+}
+// Lane `source` of the calling lane's width-lane segment, or the caller's own value when it is
+// outside the segment, as the PTX ISA's shfl.sync defines the out-of-range case.
+template <typename T>
+T shuffle_from(unsigned mask, T value, int width, int source_in_segment, bool in_range) {
+  const WarpValues all = exchange_in_warp(mask, to_bits(value));
+  const int segment_start = lane_id() / width * width;
+  return in_range ? from_bits<T>(all.lane[segment_start + source_in_segment]) : value;
+}
+
+}  // namespace vae::emu
+
+template <typename T>
+T __shfl_sync(unsigned mask, T value, int source, int width = warpSize) {
+  return ::vae::emu::shuffle_from(mask, value, width, ((source % width) + width) % width, true);
+}
+template <typename T>
+T __shfl_down_sync(unsigned mask, T value, unsigned delta, int width = warpSize) {
+  const int in_segment = ::vae::emu::lane_id() % width + static_cast<int>(delta);
+  return ::vae::emu::shuffle_from(mask, value, width, in_segment, in_segment < width);
+}
+template <typename T>
+T __shfl_up_sync(unsigned mask, T value, unsigned delta, int width = warpSize) {
+  const int in_segment = ::vae::emu::lane_id() % width - static_cast<int>(delta);
+  return ::vae::emu::shuffle_from(mask, value, width, in_segment, in_segment >= 0);
+}
+template <typename T>
+T __shfl_xor_sync(unsigned mask, T value, int lane_mask, int width = warpSize) {
+  const int in_segment = (::vae::emu::lane_id() % width) ^ lane_mask;
+  return ::vae::emu::shuffle_from(mask, value, width, in_segment, in_segment < width);
+}
+
+inline unsigned __ballot_sync(unsigned mask, int predicate) {
+  const ::vae::emu::WarpValues all = ::vae::emu::exchange_in_warp(mask, predicate != 0);
+  unsigned ballot = 0;
+  for (int lane = 0; lane < ::vae::emu::kWarpSize; ++lane)
+    if ((mask >> lane & 1) && all.lane[lane] != 0) ballot |= 1u << lane;
+  return ballot;
+}
+inline int __any_sync(unsigned mask, int predicate) { return __ballot_sync(mask, predicate) != 0; }
+inline int __all_sync(unsigned mask, int predicate) { return __ballot_sync(mask, predicate) == mask; }
+
+// Atomics: the threads of a block interleave only at barriers here and blocks run in turn, so a
+// read-modify-write is indivisible as it stands. Each returns the old value, as on the device.
+template <typename T>
+inline T atomicAdd(T* address, T value) {
+  static_assert(std::is_same_v<T, int> || std::is_same_v<T, unsigned> || std::is_same_v<T, unsigned long long>,
+                "integer atomics only: float atomics would make sums depend on block order");
+  const T old = *address;
+  *address = old + value;
+  return old;
+}
+template <typename T>
+inline T atomicCAS(T* address, T compare, T value) {
+  const T old = *address;
+  if (old == compare) *address = value;
+  return old;
+}
+inline unsigned atomicInc(unsigned* address, unsigned limit) {
+  const unsigned old = *address;
+  *address = old >= limit ? 0 : old + 1;
+  return old;
+}
