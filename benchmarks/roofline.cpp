@@ -1,6 +1,7 @@
 // The roofline arithmetic. The per-SM rates are Hopper's, checked against NVIDIA's published
-// H100 SXM figures; the clock is whatever the runtime reports (for an H100 SXM, its 1.98 GHz
-// maximum boost), so shares are measured against the best the part can do.
+// H100 SXM figures, which the H200 we are lent shares; the clock is whatever the runtime reports
+// (for either part, its 1.98 GHz maximum boost), so shares are measured against the best the part
+// can do.
 #include "roofline.hpp"
 
 #include <algorithm>

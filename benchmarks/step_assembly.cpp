@@ -8,7 +8,7 @@
 #include "vae/cuda_check.hpp"
 #include "vae/cuda_ops.hpp"
 #include "vae/gemm_plan.hpp"
-#include "vae/reference_model.hpp"
+#include "vae/vae_step.hpp"
 
 #if VAE_BENCH_HAVE_CUDNN
 #include "baseline_cudnn.hpp"
@@ -16,23 +16,22 @@
 
 namespace vae::bench {
 
-StepState::StepState(const ParamLayout& layout, int rows, int sm_count) : layout(layout), rows(rows) {
+StepState::StepState(const ParamLayout& layout, int rows, int sm_count)
+    : layout(layout), rows(rows), act_layout(make_activation_layout(layout, rows)) {
   std::vector<float> host(static_cast<size_t>(layout.total), 0.0f);
   init_params(layout, 1, host.data());
   initial = host;
   for (auto* buffer : {&params, &grads, &m, &v}) *buffer = DeviceBuffer<float>(host.size());
+  activations = DeviceBuffer<float>(static_cast<size_t>(act_layout.total));
+  activations.zero();  // padding stays defined, as CudaBackend's
   int64_t gemm_floats = 1;
   int widest = 0;
   for (const LinearSlot& l : layout.layers) {
     widest = std::max(widest, l.out);
-    out.emplace_back(static_cast<size_t>(rows) * l.out);
-    grad.emplace_back(static_cast<size_t>(rows) * l.out);
     masks.emplace_back(cublaslt::mask_bytes(rows, l.out));
     for (Precision p : {Precision::kFp32, Precision::kTf32})
       gemm_floats = std::max(gemm_floats, cuda::linear_workspace_floats(rows, l.in, l.out, p, sm_count));
   }
-  const int latent = ModelConfig{}.latent;
-  for (auto* buffer : {&eps, &z, &dz}) *buffer = DeviceBuffer<float>(static_cast<size_t>(rows) * latent);
   pixels = random_pixels(static_cast<size_t>(rows) * layout.layers[0].in, 31);
   pixels_float = DeviceBuffer<float>(pixels.size());
   dy_masked = DeviceBuffer<float>(static_cast<size_t>(rows) * widest);
@@ -52,30 +51,42 @@ void StepState::reset() {
   VAE_CUDA_CHECK(cudaDeviceSynchronize());
 }
 
+cuda::StepOps StepState::ops(Precision precision, cudaStream_t stream) {
+  const ModelConfig model;  // the benchmark's model, seed 1 and Adam's defaults
+  return cuda::StepOps{
+      .param_layout = &layout,
+      .act_layout = &act_layout,
+      .params = params.data(),
+      .grads = grads.data(),
+      .adam_m = m.data(),
+      .adam_v = v.data(),
+      .activations = activations.data(),
+      .gemm = {gemm_workspace.data(), static_cast<int64_t>(gemm_workspace.size())},
+      .row_scratch = row_scratch.data(),
+      .totals = totals.data(),
+      .step = step.data(),
+      .first_bad_step = first_bad_step.data(),
+      .noise_stream = noise_stream.data(),
+      .pixels = pixels.data(),
+      .precision = precision,
+      .seed = 1,
+      .beta = model.beta,
+      .adam = AdamHyper{},
+      .stream = stream,
+  };
+}
+
 namespace {
 
+// Our layers are the CUDA adapter's own.
 class OursChain : public LinearChain {
  public:
   explicit OursChain(Precision precision) : precision_(precision) {}
   void forward(StepState& s, int i, cudaStream_t stream) override {
-    const LinearSlot& l = s.layout.layers[i];
-    const cuda::GemmWorkspace ws{s.gemm_workspace.data(), static_cast<int64_t>(s.gemm_workspace.size())};
-    if (i == 0)
-      cuda::linear_forward_pixels(s.rows, l.in, l.out, l.relu, s.pixels.data(), s.weight(i), s.bias(i), s.out[i].data(),
-                                  precision_, ws, stream);
-    else
-      cuda::linear_forward(s.rows, l.in, l.out, l.relu, s.input(i), s.weight(i), s.bias(i), s.out[i].data(),
-                           precision_, ws, stream);
+    s.ops(precision_, stream).linear_forward(s.rows, i);
   }
   void backward(StepState& s, int i, cudaStream_t stream) override {
-    const LinearSlot& l = s.layout.layers[i];
-    const cuda::GemmWorkspace ws{s.gemm_workspace.data(), static_cast<int64_t>(s.gemm_workspace.size())};
-    if (i == 0)
-      cuda::linear_backward_pixels(s.rows, l.in, l.out, l.relu, s.pixels.data(), s.out[i].data(), s.grad[i].data(),
-                                   s.dweight(i), s.dbias(i), precision_, ws, stream);
-    else
-      cuda::linear_backward(s.rows, l.in, l.out, l.relu, s.input(i), s.weight(i), s.out[i].data(), s.grad[i].data(),
-                            s.input_grad(i), s.dweight(i), s.dbias(i), precision_, ws, stream);
+    s.ops(precision_, stream).linear_backward(s.rows, i);
   }
 
  private:
@@ -85,10 +96,10 @@ class OursChain : public LinearChain {
 // The library chains read float inputs: the first layer converts the pixels first (and its
 // backward reuses them).
 const float* library_input(StepState& s, int i, cudaStream_t stream) {
-  if (i != 0) return s.input(i);
-  cublas::pixels_to_float(static_cast<int64_t>(s.rows) * s.layout.layers[0].in, s.pixels.data(), s.pixels_float.data(),
-                          stream);
-  return s.pixels_float.data();
+  if (i == 0)
+    cublas::pixels_to_float(static_cast<int64_t>(s.rows) * s.layout.layers[0].in, s.pixels.data(),
+                            s.pixels_float.data(), stream);
+  return s.input(i);
 }
 
 class CublasChain : public LinearChain {
@@ -97,13 +108,12 @@ class CublasChain : public LinearChain {
   void forward(StepState& s, int i, cudaStream_t stream) override {
     const LinearSlot& l = s.layout.layers[i];
     cublas::linear_forward(blas_, s.rows, l.in, l.out, l.relu, library_input(s, i, stream), s.weight(i), s.bias(i),
-                           s.out[i].data(), precision_, stream);
+                           s.out(i), precision_, stream);
   }
   void backward(StepState& s, int i, cudaStream_t stream) override {
     const LinearSlot& l = s.layout.layers[i];
-    cublas::linear_backward(blas_, s.rows, l.in, l.out, l.relu, i == 0 ? s.pixels_float.data() : s.input(i),
-                            s.weight(i), s.out[i].data(), s.grad[i].data(), s.dy_masked.data(), s.input_grad(i),
-                            s.dweight(i), s.dbias(i), precision_, stream);
+    cublas::linear_backward(blas_, s.rows, l.in, l.out, l.relu, s.input(i), s.weight(i), s.out(i), s.grad(i),
+                            s.dy_masked.data(), s.input_grad(i), s.dweight(i), s.dbias(i), precision_, stream);
   }
 
  private:
@@ -123,14 +133,12 @@ class CublasLtChain : public LinearChain {
     }
   }
   void forward(StepState& s, int i, cudaStream_t stream) override {
-    layers_[i]->forward(library_input(s, i, stream), s.weight(i), s.bias(i), s.out[i].data(), s.masks[i].data(),
-                        stream);
+    layers_[i]->forward(library_input(s, i, stream), s.weight(i), s.bias(i), s.out(i), s.masks[i].data(), stream);
   }
   void backward(StepState& s, int i, cudaStream_t stream) override {
     const bool below = below_relu(s, i);
-    layers_[i]->backward(i == 0 ? s.pixels_float.data() : s.input(i), s.weight(i), s.grad[i].data(),
-                         below ? s.masks[i - 1].data() : nullptr, s.input_grad(i), s.dweight(i), s.dbias(i),
-                         below ? s.dbias(i - 1) : nullptr, stream);
+    layers_[i]->backward(s.input(i), s.weight(i), s.grad(i), below ? s.masks[i - 1].data() : nullptr, s.input_grad(i),
+                         s.dweight(i), s.dbias(i), below ? s.dbias(i - 1) : nullptr, stream);
   }
 
  private:
@@ -148,11 +156,11 @@ class CudnnChain : public LinearChain {
       layers_.push_back(std::make_unique<cudnn::Linear>(dnn, blas, s.rows, l.in, l.out, l.relu, precision));
   }
   void forward(StepState& s, int i, cudaStream_t stream) override {
-    layers_[i]->forward(library_input(s, i, stream), s.weight(i), s.bias(i), s.out[i].data(), stream);
+    layers_[i]->forward(library_input(s, i, stream), s.weight(i), s.bias(i), s.out(i), stream);
   }
   void backward(StepState& s, int i, cudaStream_t stream) override {
-    layers_[i]->backward(i == 0 ? s.pixels_float.data() : s.input(i), s.weight(i), s.out[i].data(), s.grad[i].data(),
-                         s.dy_masked.data(), s.input_grad(i), s.dweight(i), s.dbias(i), stream);
+    layers_[i]->backward(s.input(i), s.weight(i), s.out(i), s.grad(i), s.dy_masked.data(), s.input_grad(i),
+                         s.dweight(i), s.dbias(i), stream);
   }
 
  private:
@@ -180,29 +188,22 @@ std::unique_ptr<LinearChain> cudnn_chain(const StepState& s, cudnnHandle_t dnn, 
 }
 #endif
 
-// CudaBackend::enqueue_step's sequence, with the linear layers from `chain`.
+namespace {
+
+// The CUDA adapter with the linear layers from a chain.
+struct ChainOps : cuda::StepOps {
+  StepState* state;
+  LinearChain* chain;
+  void linear_forward(int /*rows*/, int layer) const { chain->forward(*state, layer, stream); }
+  void linear_backward(int /*rows*/, int layer) const { chain->backward(*state, layer, stream); }
+};
+
+}  // namespace
+
 void enqueue_step(StepState& s, LinearChain& chain, cudaStream_t stream) {
-  const ModelConfig model;
-  const AdamHyper hyper;
-  const int head = s.layout.head(), last = s.layout.output();
-  cuda::advance_step(s.step.data(), s.noise_stream.data(), stream);
-  for (int i = 0; i <= last; ++i) {
-    if (i == s.layout.first_decoder())
-      cuda::reparam_forward(s.rows, model.latent, 1, s.noise_stream.data(), s.out[head].data(), s.eps.data(),
-                            s.z.data(), stream);
-    chain.forward(s, i, stream);
-  }
-  cuda::bce_kl_loss(s.rows, model.input, model.latent, s.out[last].data(), s.pixels.data(), s.out[head].data(),
-                    s.grad[last].data(), s.row_scratch.data(), s.totals.data(),
-                    cuda::NonfiniteGuard{s.step.data(), s.first_bad_step.data()}, stream);
-  for (int i = last; i >= 0; --i) {
-    chain.backward(s, i, stream);
-    if (i == s.layout.first_decoder())
-      cuda::reparam_backward(s.rows, model.latent, model.beta, s.out[head].data(), s.eps.data(), s.dz.data(),
-                             s.grad[head].data(), stream);
-  }
-  cuda::adam_step(s.layout.total, hyper, s.step.data(), s.grads.data(), s.params.data(), s.m.data(), s.v.data(),
-                  stream);
+  // The precision is only that of our linear layers, which the chain replaces.
+  ChainOps ops{s.ops(Precision::kFp32, stream), &s, &chain};
+  step::training_step(ops, s.rows);
 }
 
 }  // namespace vae::bench

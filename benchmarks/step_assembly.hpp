@@ -11,7 +11,9 @@
 #include <vector>
 
 #include "baseline_cublaslt.hpp"
+#include "vae/activation_layout.hpp"
 #include "vae/config.hpp"
+#include "vae/cuda_step_ops.hpp"
 #include "vae/device_buffer.hpp"
 #include "vae/layout.hpp"
 
@@ -21,14 +23,29 @@
 
 namespace vae::bench {
 
-// The model's state and activations for one batch size, laid out as CudaBackend lays them out.
+// The model's state and activations for one batch size, laid out as CudaBackend lays them out
+// (ActivationLayout; the GEMM scratch apart).
 struct StepState {
   StepState(const ParamLayout& layout, int rows, int sm_count);
   // Back to the same starting point: initial parameters, zero moments, step 0.
   void reset();
 
-  const float* input(int i) const { return i == layout.first_decoder() ? z.data() : out[i - 1].data(); }
-  float* input_grad(int i) { return i == 0 ? nullptr : i == layout.first_decoder() ? dz.data() : grad[i - 1].data(); }
+  // The CUDA step adapter on these buffers; precision is that of our linear layers.
+  cuda::StepOps ops(Precision precision, cudaStream_t stream);
+
+  // Layer i's output [rows, out] and its gradient.
+  float* out(int i) { return activations.data() + act_layout.out[i]; }
+  float* grad(int i) { return activations.data() + act_layout.grad[i]; }
+  // Layer i's float input (for layer 0 the library chains' float copy of the pixels) and input
+  // gradient (null for layer 0).
+  float* input(int i) {
+    const LayerInput in = act_layout.input(i);
+    return in.images ? pixels_float.data() : activations.data() + in.x;
+  }
+  float* input_grad(int i) {
+    const LayerInput in = act_layout.input(i);
+    return in.images ? nullptr : activations.data() + in.dx;
+  }
   const float* weight(int i) const { return params.data() + layout.layers[i].weight_offset; }
   const float* bias(int i) const { return params.data() + layout.layers[i].bias_offset; }
   float* dweight(int i) { return grads.data() + layout.layers[i].weight_offset; }
@@ -36,9 +53,9 @@ struct StepState {
 
   ParamLayout layout;
   int rows;
+  ActivationLayout act_layout;
   std::vector<float> initial;
-  DeviceBuffer<float> params, grads, m, v, eps, z, dz, pixels_float, dy_masked, gemm_workspace;
-  std::vector<DeviceBuffer<float>> out, grad;
+  DeviceBuffer<float> params, grads, m, v, activations, pixels_float, dy_masked, gemm_workspace;
   std::vector<DeviceBuffer<uint8_t>> masks;  // cuBLASLt's ReLU bits, per layer
   DeviceBuffer<uint8_t> pixels;
   DeviceBuffer<double> row_scratch{2 * static_cast<size_t>(rows)}, totals{2};
@@ -64,7 +81,8 @@ std::unique_ptr<LinearChain> cudnn_chain(const StepState& s, cudnnHandle_t dnn, 
                                          Precision precision);
 #endif
 
-// One training step on `stream`: advance the step, forward, loss, NaN guard, backward, Adam.
+// One training step on `stream` (vae_step.hpp's, as CudaBackend's): advance the step, forward, loss
+// with the NaN guard, backward, Adam; the linear layers from `chain`, every other op ours.
 void enqueue_step(StepState& s, LinearChain& chain, cudaStream_t stream);
 
 }  // namespace vae::bench

@@ -1,5 +1,5 @@
-// CudaBackend: device memory sized once from the config, the step written once over the CUDA ops
-// and captured per (input slot, batch rows), streams and events ordering copy before compute.
+// CudaBackend: device memory sized once from the config, the step of vae_step.hpp over the CUDA
+// adapter, captured per (input slot, batch rows), streams and events ordering copy before compute.
 #include "vae/cuda_backend.hpp"
 
 #include <fmt/format.h>
@@ -11,13 +11,16 @@
 #include "vae/cuda_device.hpp"
 #include "vae/gemm_plan.hpp"
 #include "vae/noise_streams.hpp"
-#include "vae/reference_model.hpp"
+#include "vae/vae_step.hpp"
 
 namespace vae {
 namespace {
 
-// Activation offsets are rounded to 64 floats (256 bytes) so every buffer suits vector loads.
-int64_t round_up(int64_t n) { return (n + 63) / 64 * 64; }
+// The adapter with an NVTX range per phase, for Nsight Systems (tools/profile.sh); the adapter
+// itself stays free of profiling calls so that the emulation tests run it as it is.
+struct ProfiledStepOps : cuda::StepOps {
+  nvtx3::scoped_range phase(step::Phase phase) const { return nvtx3::scoped_range{step::name(phase)}; }
+};
 
 }  // namespace
 
@@ -42,9 +45,9 @@ CudaBackend::CudaBackend(const TrainConfig& config, const MnistSplit& train, con
     buffer->zero();
   }
 
-  // The activation workspace: each layer's output and its gradient, ε, z, dz, then GEMM scratch
-  // large enough for every batch size this run will see (full, the partial last, evaluation's last).
-  const int batch = config.batch, latent = config.model.latent;
+  // The activation workspace (ActivationLayout), then GEMM scratch large enough for every batch
+  // size this run will see (full, the partial last, evaluation's last).
+  const int batch = config.batch;
   const int sms = multiprocessor_count();
   int64_t gemm_floats = 0;
   for (int rows : {batch, static_cast<int>(train.count % batch), static_cast<int>(test.count % batch)}) {
@@ -52,28 +55,10 @@ CudaBackend::CudaBackend(const TrainConfig& config, const MnistSplit& train, con
     for (const LinearSlot& l : layout_.layers)
       gemm_floats = std::max(gemm_floats, cuda::linear_workspace_floats(rows, l.in, l.out, config.precision, sms));
   }
-  int64_t floats = 0;
-  std::vector<int64_t> out_offsets, grad_offsets;
-  for (const LinearSlot& l : layout_.layers) {
-    out_offsets.push_back(floats);
-    floats += round_up(static_cast<int64_t>(batch) * l.out);
-    grad_offsets.push_back(floats);
-    floats += round_up(static_cast<int64_t>(batch) * l.out);
-  }
-  const int64_t latent_floats = round_up(static_cast<int64_t>(batch) * latent);
-  const int64_t eps_offset = floats, z_offset = floats + latent_floats, dz_offset = floats + 2 * latent_floats;
-  const int64_t gemm_offset = floats + 3 * latent_floats;
-  workspace_ = DeviceBuffer<float>(static_cast<size_t>(gemm_offset + std::max<int64_t>(gemm_floats, 1)));
+  activations_ = make_activation_layout(layout_, batch);
+  workspace_ = DeviceBuffer<float>(static_cast<size_t>(activations_.total + std::max<int64_t>(gemm_floats, 1)));
   workspace_.zero();  // padding and unused tails stay defined for the sanitizer's initcheck
-  float* base = workspace_.data();
-  for (size_t i = 0; i < layout_.layers.size(); ++i) {
-    act_.out.push_back(base + out_offsets[i]);
-    act_.grad.push_back(base + grad_offsets[i]);
-  }
-  act_.eps = base + eps_offset;
-  act_.z = base + z_offset;
-  act_.dz = base + dz_offset;
-  gemm_workspace_ = cuda::GemmWorkspace{base + gemm_offset, gemm_floats};
+  gemm_workspace_ = cuda::GemmWorkspace{workspace_.data() + activations_.total, gemm_floats};
 
   row_scratch_ = DeviceBuffer<double>(2 * static_cast<size_t>(batch));
   train_totals_ = DeviceBuffer<double>(2);
@@ -120,67 +105,34 @@ std::vector<uint8_t*> CudaBackend::host_slots(int count, size_t bytes) {
   return slots;
 }
 
-const float* CudaBackend::layer_input(int layer) const {
-  if (layer == layout_.first_decoder()) return act_.z;
-  return act_.out[layer - 1];  // layer 0 reads the pixels instead
-}
-
-float* CudaBackend::layer_input_grad(int layer) const {
-  if (layer == layout_.first_decoder()) return act_.dz;
-  return act_.grad[layer - 1];
-}
-
-void CudaBackend::enqueue_forward(const uint8_t* pixels, int rows) {
-  nvtx3::scoped_range range{"forward"};
-  const int head = layout_.head();
-  for (int i = 0; i < static_cast<int>(layout_.layers.size()); ++i) {
-    const LinearSlot& l = layout_.layers[i];
-    const float* weight = params_.data() + l.weight_offset;
-    const float* bias = params_.data() + l.bias_offset;
-    if (i == layout_.first_decoder())
-      cuda::reparam_forward(rows, config_.model.latent, config_.seed, noise_stream_.data(), act_.out[head], act_.eps,
-                            act_.z, compute_);
-    if (i == 0)
-      cuda::linear_forward_pixels(rows, l.in, l.out, l.relu, pixels, weight, bias, act_.out[0], config_.precision,
-                                  gemm_workspace_, compute_);
-    else
-      cuda::linear_forward(rows, l.in, l.out, l.relu, layer_input(i), weight, bias, act_.out[i], config_.precision,
-                           gemm_workspace_, compute_);
-  }
+cuda::StepOps CudaBackend::step_ops(const uint8_t* pixels, double* totals, long long* first_bad_step) {
+  return cuda::StepOps{
+      .param_layout = &layout_,
+      .act_layout = &activations_,
+      .params = params_.data(),
+      .grads = grads_.data(),
+      .adam_m = adam_m_.data(),
+      .adam_v = adam_v_.data(),
+      .activations = workspace_.data(),
+      .gemm = gemm_workspace_,
+      .row_scratch = row_scratch_.data(),
+      .totals = totals,
+      .step = step_.data(),
+      .first_bad_step = first_bad_step,
+      .noise_stream = noise_stream_.data(),
+      .pixels = pixels,
+      .precision = config_.precision,
+      .seed = config_.seed,
+      .beta = config_.model.beta,
+      .adam = config_.adam,
+      .stream = compute_,
+  };
 }
 
 // The whole training step, in stream order; captured into a graph or launched as is.
 void CudaBackend::enqueue_step(const uint8_t* pixels, int rows) {
-  cuda::advance_step(step_.data(), noise_stream_.data(), compute_);
-  enqueue_forward(pixels, rows);
-  const int head = layout_.head(), out = layout_.output();
-  {
-    nvtx3::scoped_range range{"loss"};
-    cuda::bce_kl_loss(rows, config_.model.input, config_.model.latent, act_.out[out], pixels, act_.out[head],
-                      act_.grad[out], row_scratch_.data(), train_totals_.data(),
-                      cuda::NonfiniteGuard{step_.data(), first_bad_step_.data()}, compute_);
-  }
-  {
-    nvtx3::scoped_range range{"backward"};
-    for (int i = out; i >= 0; --i) {
-      const LinearSlot& l = layout_.layers[i];
-      float* dweight = grads_.data() + l.weight_offset;
-      float* dbias = grads_.data() + l.bias_offset;
-      if (i == 0)
-        cuda::linear_backward_pixels(rows, l.in, l.out, l.relu, pixels, act_.out[0], act_.grad[0], dweight, dbias,
-                                     config_.precision, gemm_workspace_, compute_);
-      else
-        cuda::linear_backward(rows, l.in, l.out, l.relu, layer_input(i), params_.data() + l.weight_offset,
-                              act_.out[i], act_.grad[i], layer_input_grad(i), dweight, dbias, config_.precision,
-                              gemm_workspace_, compute_);
-      if (i == layout_.first_decoder())
-        cuda::reparam_backward(rows, config_.model.latent, config_.model.beta, act_.out[head], act_.eps, act_.dz,
-                               act_.grad[head], compute_);
-    }
-  }
-  nvtx3::scoped_range range{"optimizer"};
-  cuda::adam_step(layout_.total, config_.adam, step_.data(), grads_.data(), params_.data(), adam_m_.data(),
-                  adam_v_.data(), compute_);
+  ProfiledStepOps ops{step_ops(pixels, train_totals_.data(), first_bad_step_.data())};
+  step::training_step(ops, rows);
 }
 
 uint8_t* CudaBackend::resident_batch() {
@@ -273,14 +225,14 @@ void CudaBackend::train_step_resident(uint32_t /*first*/, int rows) {
   run_step(resident_batch(), rows, true);
 }
 
-ref::LossSums CudaBackend::epoch_sums() {
+LossSums CudaBackend::epoch_sums() {
   double host[2] = {0, 0};
   VAE_CUDA_CHECK(cudaMemcpyAsync(host, train_totals_.data(), sizeof host, cudaMemcpyDeviceToHost, compute_));
   VAE_CUDA_CHECK(cudaStreamSynchronize(compute_));
-  return ref::LossSums{host[0], host[1]};
+  return LossSums{host[0], host[1]};
 }
 
-void CudaBackend::set_epoch_sums(const ref::LossSums& sums) {
+void CudaBackend::set_epoch_sums(const LossSums& sums) {
   const double host[2] = {sums.bce, sums.kl};
   VAE_CUDA_CHECK(cudaMemcpyAsync(train_totals_.data(), host, sizeof host, cudaMemcpyHostToDevice, compute_));
   VAE_CUDA_CHECK(cudaStreamSynchronize(compute_));  // `host` is a local: the copy must finish here
@@ -321,9 +273,8 @@ double CudaBackend::evaluate(const MnistSplit& split, int epoch) {
     const int rows = static_cast<int>(std::min<uint32_t>(config_.batch, count - first));
     const uint8_t* pixels = test_pixels_.data() + static_cast<size_t>(first) * image;
     cuda::set_noise_stream(eval_stream(static_cast<uint64_t>(epoch), b), noise_stream_.data(), compute_);
-    enqueue_forward(pixels, rows);
-    cuda::bce_kl_loss(rows, config_.model.input, config_.model.latent, act_.out[layout_.output()], pixels,
-                      act_.out[layout_.head()], nullptr, row_scratch_.data(), eval_totals_.data(), {}, compute_);
+    ProfiledStepOps ops{step_ops(pixels, eval_totals_.data(), nullptr)};
+    step::evaluate(ops, rows);
   }
   double host[2] = {0, 0};
   VAE_CUDA_CHECK(cudaMemcpyAsync(host, eval_totals_.data(), sizeof host, cudaMemcpyDeviceToHost, compute_));

@@ -42,7 +42,7 @@ std::function<void()> ReferenceBackend::train_step(const uint8_t* pixels, int ro
     throw Error("train_step: " + std::to_string(rows) + " rows, expected 1 to " + std::to_string(config_.batch));
   load_pixels(pixels, rows);
   ++step_;
-  const ref::LossSums loss =
+  const LossSums loss =
       model_.run(rows, batch_.data(), config_.seed, train_stream(step_), params_.data(), grads_.data());
   ref::adam_step(static_cast<int64_t>(params_.size()), config_.adam, step_, grads_.data(), params_.data(),
                  adam_m_.data(), adam_v_.data());
@@ -76,7 +76,7 @@ double ReferenceBackend::evaluate(const MnistSplit& split, int epoch) {
   for (uint32_t first = 0, b = 0; first < count; first += config_.batch, ++b) {
     const int rows = static_cast<int>(std::min<uint32_t>(config_.batch, count - first));
     load_pixels(split.pixels.data() + first * image, rows);
-    const ref::LossSums loss =
+    const LossSums loss =
         model_.run(rows, batch_.data(), config_.seed, eval_stream(epoch, b), params_.data(), nullptr);
     total += loss.bce + config_.model.beta * loss.kl;
   }

@@ -1,45 +1,68 @@
-// ReferenceVae: wires the reference ops into the VAE's forward and backward pass.
+// ReferenceVae: the step of vae_step.hpp over the reference ops, on one workspace laid out by
+// ActivationLayout.
 #include "vae/reference_model.hpp"
 
 #include <fmt/format.h>
 
 #include <algorithm>
-#include <cmath>
 
 #include "vae/error.hpp"
-#include "vae/noise_streams.hpp"
-#include "vae/philox.hpp"
+#include "vae/vae_step.hpp"
 
 namespace vae {
 
+// Each op on the model's buffers; ActivationLayout::input says which of them a layer reads.
+template <typename T>
+struct ReferenceVae<T>::Ops {
+  ReferenceVae& vae;
+  const T* x;  // the images [rows, input], also the targets; null for decode, which never reads them
+  uint64_t seed, stream;  // ε's Philox key
+  const T* params;
+  T* grads;  // dL/dparams; null when there is no backward
+  LossSums sums{};
+
+  const ParamLayout& layout() const { return vae.layout_; }
+  T* at(int64_t offset) const { return vae.workspace_.data() + offset; }
+  const ActivationLayout& act() const { return vae.act_; }
+
+  void linear_forward(int rows, int layer) const {
+    const LinearSlot& l = vae.layout_.layers[layer];
+    const LayerInput in = act().input(layer);
+    ref::linear_forward(rows, l.in, l.out, l.relu, in.images ? x : at(in.x), params + l.weight_offset,
+                        params + l.bias_offset, at(act().out[layer]));
+  }
+  void reparam_forward(int rows) const {
+    ref::reparam_forward(rows, act().latent, seed, stream, at(act().out[vae.layout_.head()]), at(act().eps),
+                         at(act().z));
+  }
+  void loss(int rows, bool gradient) {
+    const int out = vae.layout_.output();
+    sums = ref::bce_kl_loss(rows, vae.model_.input, act().latent, at(act().out[out]), x,
+                            at(act().out[vae.layout_.head()]), gradient ? at(act().grad[out]) : nullptr,
+                            vae.row_sums_.data());
+  }
+  void linear_backward(int rows, int layer) const {
+    const LinearSlot& l = vae.layout_.layers[layer];
+    const LayerInput in = act().input(layer);
+    ref::linear_backward(rows, l.in, l.out, l.relu, in.images ? x : at(in.x), params + l.weight_offset,
+                         at(act().out[layer]), at(act().grad[layer]), in.images ? nullptr : at(in.dx),
+                         grads + l.weight_offset, grads + l.bias_offset);
+  }
+  void reparam_backward(int rows) const {
+    const int head = vae.layout_.head();
+    ref::reparam_backward(rows, act().latent, static_cast<T>(vae.model_.beta), at(act().out[head]), at(act().eps),
+                          at(act().dz), at(act().grad[head]));
+  }
+};
+
 template <typename T>
 ReferenceVae<T>::ReferenceVae(const ModelConfig& model, int max_rows)
-    : model_(model), layout_(make_layout(model)), max_rows_(max_rows) {
-  for (const LinearSlot& layer : layout_.layers) {
-    activations_.emplace_back(static_cast<size_t>(max_rows) * layer.out);
-    grads_.emplace_back(static_cast<size_t>(max_rows) * layer.out);
-  }
-  const size_t latent_size = static_cast<size_t>(max_rows) * model.latent;
-  eps_.resize(latent_size);
-  z_.resize(latent_size);
-  dz_.resize(latent_size);
-  row_sums_.resize(2 * static_cast<size_t>(max_rows));
-}
-
-// The encoder starts from the images, the decoder from z; every other layer from its predecessor.
-template <typename T>
-const T* ReferenceVae<T>::layer_input(int layer, const T* x) const {
-  if (layer == 0) return x;
-  if (layer == layout_.first_decoder()) return z_.data();
-  return activations_[layer - 1].data();
-}
-
-template <typename T>
-T* ReferenceVae<T>::layer_input_grad(int layer) {
-  if (layer == 0) return nullptr;  // nobody needs dL/dx
-  if (layer == layout_.first_decoder()) return dz_.data();
-  return grads_[layer - 1].data();
-}
+    : model_(model),
+      layout_(make_layout(model)),
+      max_rows_(max_rows),
+      act_(make_activation_layout(layout_, max_rows)),
+      workspace_(static_cast<size_t>(act_.total)),
+      row_sums_(2 * static_cast<size_t>(max_rows)) {}
 
 template <typename T>
 void ReferenceVae<T>::check_rows(int rows) const {
@@ -48,78 +71,33 @@ void ReferenceVae<T>::check_rows(int rows) const {
 }
 
 template <typename T>
-void ReferenceVae<T>::forward_layers(int rows, int first, int last, const T* x, const T* params) {
-  for (int i = first; i < last; ++i) {
-    const LinearSlot& l = layout_.layers[i];
-    ref::linear_forward(rows, l.in, l.out, l.relu, layer_input(i, x), params + l.weight_offset,
-                        params + l.bias_offset, activations_[i].data());
-  }
-}
-
-template <typename T>
 void ReferenceVae<T>::encode(int rows, const T* x, const T* params) {
   check_rows(rows);
-  forward_layers(rows, 0, layout_.first_decoder(), x, params);
+  Ops ops{*this, x, 0, 0, params, nullptr};
+  step::encode(ops, rows);
 }
 
 // z is copied into the buffer the decoder reads in run(), so z() reports what was decoded.
 template <typename T>
 void ReferenceVae<T>::decode(int rows, const T* z, const T* params) {
   check_rows(rows);
-  std::copy(z, z + static_cast<size_t>(rows) * model_.latent, z_.begin());
-  forward_layers(rows, layout_.first_decoder(), static_cast<int>(layout_.layers.size()), nullptr, params);
+  std::copy(z, z + static_cast<size_t>(rows) * model_.latent, workspace_.begin() + act_.z);
+  Ops ops{*this, nullptr, 0, 0, params, nullptr};
+  step::decode(ops, rows);
 }
 
 template <typename T>
-ref::LossSums ReferenceVae<T>::run(int rows, const T* x, uint64_t seed, uint64_t stream, const T* params,
-                                   T* grads) {
+LossSums ReferenceVae<T>::run(int rows, const T* x, uint64_t seed, uint64_t stream, const T* params, T* grads) {
   check_rows(rows);
-  const int n_layers = static_cast<int>(layout_.layers.size());
-  const int head = layout_.head();
-  forward_layers(rows, 0, layout_.first_decoder(), x, params);
-  ref::reparam_forward(rows, model_.latent, seed, stream, activations_[head].data(), eps_.data(), z_.data());
-  forward_layers(rows, layout_.first_decoder(), n_layers, x, params);
-  const int out = layout_.output();
-  T* dlogits = grads != nullptr ? grads_[out].data() : nullptr;
-  const ref::LossSums loss =
-      ref::bce_kl_loss(rows, model_.input, model_.latent, activations_[out].data(), x, activations_[head].data(),
-                       dlogits, row_sums_.data());
-  if (grads == nullptr) return loss;
-
-  for (int i = n_layers - 1; i >= 0; --i) {
-    const LinearSlot& l = layout_.layers[i];
-    ref::linear_backward(rows, l.in, l.out, l.relu, layer_input(i, x), params + l.weight_offset,
-                         activations_[i].data(), grads_[i].data(), layer_input_grad(i), grads + l.weight_offset,
-                         grads + l.bias_offset);
-    if (i == layout_.first_decoder())
-      ref::reparam_backward(rows, model_.latent, static_cast<T>(model_.beta), activations_[head].data(),
-                            eps_.data(), dz_.data(), grads_[head].data());
-  }
-  return loss;
-}
-
-template <typename T>
-void init_params(const ParamLayout& layout, uint64_t seed, T* params) {
-  uint64_t tensor = 0;
-  // One Philox stream per tensor: adding a layer never changes the draws of the others.
-  auto fill_uniform = [&](T* dst, int64_t count, double bound) {
-    const uint64_t stream = noise_stream(NoisePurpose::kInit, tensor++);
-    for (int64_t group = 0; group * 4 < count; ++group) {
-      const Philox4 bits = philox_bits(seed, stream, static_cast<uint64_t>(group));
-      for (int lane = 0; lane < 4 && group * 4 + lane < count; ++lane)
-        dst[group * 4 + lane] = static_cast<T>((2.0 * uniform_from_bits(bits.v[lane]) - 1.0) * bound);
-    }
-  };
-  for (const LinearSlot& l : layout.layers) {
-    const double bound = 1.0 / std::sqrt(static_cast<double>(l.in));
-    fill_uniform(params + l.weight_offset, static_cast<int64_t>(l.in) * l.out, bound);
-    fill_uniform(params + l.bias_offset, l.out, bound);
-  }
+  Ops ops{*this, x, seed, stream, params, grads};
+  if (grads != nullptr)
+    step::gradients(ops, rows);
+  else
+    step::evaluate(ops, rows);
+  return ops.sums;
 }
 
 template class ReferenceVae<float>;
 template class ReferenceVae<double>;
-template void init_params<float>(const ParamLayout&, uint64_t, float*);
-template void init_params<double>(const ParamLayout&, uint64_t, double*);
 
 }  // namespace vae

@@ -35,7 +35,7 @@ void Trainer::resume(const Checkpoint& checkpoint) {
 
 DataPosition Trainer::position() {
   if (epoch_finished_) return DataPosition{epoch_ + 1, 0, 0, 0};
-  const ref::LossSums sums = backend_->epoch_sums();
+  const LossSums sums = backend_->epoch_sums();
   return DataPosition{epoch_, batches_done_, sums.bce, sums.kl};
 }
 
@@ -51,7 +51,7 @@ EpochStats Trainer::train_epoch(const std::function<void(int, int, double)>& on_
   if (!epoch_finished_) throw Error("train_epoch: the previous epoch was interrupted; checkpoint and resume instead");
   ++epoch_;
   const int start_batch = resume_at_ ? resume_at_->batch : 0;
-  backend_->set_epoch_sums(resume_at_ ? ref::LossSums{resume_at_->epoch_bce, resume_at_->epoch_kl} : ref::LossSums{});
+  backend_->set_epoch_sums(resume_at_ ? LossSums{resume_at_->epoch_bce, resume_at_->epoch_kl} : LossSums{});
   resume_at_.reset();
 
   const auto count = static_cast<uint32_t>(train_.count);
@@ -67,7 +67,7 @@ EpochStats Trainer::train_epoch(const std::function<void(int, int, double)>& on_
       throw Error(fmt::format("non-finite loss at step {} (epoch {}); training stopped, the last checkpoint is left as it was",
                               bad, epoch_));
     if (!on_batch) return;
-    const ref::LossSums sums = backend_->epoch_sums();
+    const LossSums sums = backend_->epoch_sums();
     on_batch(done, batches, (sums.bce + config_.model.beta * sums.kl) / (spans[done - 1].first + spans[done - 1].rows));
   };
   auto after_step = [&](int done) {
@@ -94,7 +94,7 @@ EpochStats Trainer::train_epoch(const std::function<void(int, int, double)>& on_
   }
   check_and_report(batches_done_);  // waits for the device's last step
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-  const ref::LossSums sums = backend_->epoch_sums();
+  const LossSums sums = backend_->epoch_sums();
 
   EpochStats stats;
   stats.epoch = epoch_;

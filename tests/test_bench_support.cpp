@@ -1,5 +1,5 @@
 // The benchmark harness's CPU-side arithmetic, which decides what its reports claim: medians, the
-// FLOP and byte counts of each op, the H100's peaks from its runtime-reported clocks, roofline
+// FLOP and byte counts of each op, Hopper's peaks from its runtime-reported clocks, roofline
 // shares, and the JSON and markdown a report is written as.
 #include <gtest/gtest.h>
 
@@ -73,7 +73,8 @@ TEST(Roofline, LossAndAdamCounts) {
 
 // NVIDIA's H100 SXM figures: FP32 66.9 TFLOPS at the 1.98 GHz maximum boost, dense TF32 494.7
 // TFLOPS at 1.83 GHz, HBM3 3.35 TB/s; the runtime reports 132 SMs, a 2,619,000 kHz memory clock
-// and a 5120-bit bus.
+// and a 5120-bit bus. The H200 we are lent has the same SMs and clocks, hence the same FLOP rates;
+// only its memory is larger and faster.
 TEST(Roofline, H100SxmPeaks) {
   const DevicePeaks at_max_boost = device_peaks(132, 1'980'000, 2'619'000, 5120);
   EXPECT_NEAR(at_max_boost.fp32_flops, 66.9e12, 0.01 * 66.9e12);

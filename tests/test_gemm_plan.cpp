@@ -1,5 +1,6 @@
 // The GEMM launch plan, checked on the host: every output tile covered, K split into even,
-// non-empty ranges, enough blocks to fill an H100 at batch 128, and the workspace that needs.
+// non-empty ranges, enough blocks to fill the H200's 132 SMs at batch 128, and the workspace that
+// needs.
 #include <gtest/gtest.h>
 
 #include "vae/gemm_plan.hpp"
@@ -7,7 +8,7 @@
 namespace vae::cuda {
 namespace {
 
-constexpr int kH100Sms = 132;
+constexpr int kH200Sms = 132;
 
 void expect_valid(const GemmPlan& p, int m, int n, int k) {
   const int edge = tile_edge(p.shape);
@@ -27,39 +28,39 @@ TEST(GemmPlan, ValidForEveryShapeOfTheModel) {
   for (int rows : {1, 20, 127, 128, 129, 400, 784, 4096, 8192})
     for (auto [in, out] : {std::pair{784, 400}, {400, 40}, {20, 400}, {400, 784}, {13, 37}, {1, 1}}) {
       SCOPED_TRACE(std::to_string(rows) + " " + std::to_string(in) + "->" + std::to_string(out));
-      expect_valid(plan_gemm(rows, out, in, Precision::kFp32, kH100Sms), rows, out, in);   // forward
-      expect_valid(plan_gemm(rows, in, out, Precision::kFp32, kH100Sms), rows, in, out);   // dx
-      expect_valid(plan_gemm(out, in, rows, Precision::kTf32, kH100Sms), out, in, rows);   // dW
+      expect_valid(plan_gemm(rows, out, in, Precision::kFp32, kH200Sms), rows, out, in);   // forward
+      expect_valid(plan_gemm(rows, in, out, Precision::kFp32, kH200Sms), rows, in, out);   // dx
+      expect_valid(plan_gemm(out, in, rows, Precision::kTf32, kH200Sms), out, in, rows);   // dW
     }
 }
 
 TEST(GemmPlan, SmallOutputsAreSplitToFillTheGpu) {
   // The first layer at batch 128: 128 x 400 outputs are only 14 large or 52 small tiles.
-  const GemmPlan p = plan_gemm(128, 400, 784, Precision::kFp32, kH100Sms);
+  const GemmPlan p = plan_gemm(128, 400, 784, Precision::kFp32, kH200Sms);
   EXPECT_EQ(p.shape, TileShape::kSmall);
   EXPECT_GT(p.splits, 1);
-  EXPECT_GE(static_cast<int64_t>(p.grid_m) * p.grid_n * p.splits, kH100Sms);
+  EXPECT_GE(static_cast<int64_t>(p.grid_m) * p.grid_n * p.splits, kH200Sms);
 }
 
 TEST(GemmPlan, LargeOutputsUseLargeTilesWithoutSplitting) {
-  const GemmPlan p = plan_gemm(8192, 400, 784, Precision::kFp32, kH100Sms);
+  const GemmPlan p = plan_gemm(8192, 400, 784, Precision::kFp32, kH200Sms);
   EXPECT_EQ(p.shape, TileShape::kLarge);
   EXPECT_EQ(p.splits, 1);
   EXPECT_EQ(p.workspace_floats, 0);
 }
 
 TEST(GemmPlan, ShortKIsNeverSplitBeyondItsTiles) {
-  const GemmPlan p = plan_gemm(128, 40, 20, Precision::kFp32, kH100Sms);  // K = 20: two K tiles
+  const GemmPlan p = plan_gemm(128, 40, 20, Precision::kFp32, kH200Sms);  // K = 20: two K tiles
   EXPECT_LE(p.splits, 2);
   expect_valid(p, 128, 40, 20);
 }
 
 TEST(GemmPlan, LinearWorkspaceCoversAllThreeProducts) {
   for (int rows : {1, 128, 4096}) {
-    const int64_t ws = linear_workspace_floats(rows, 784, 400, Precision::kFp32, kH100Sms);
-    EXPECT_GE(ws, plan_gemm(rows, 400, 784, Precision::kFp32, kH100Sms).workspace_floats);
-    EXPECT_GE(ws, plan_gemm(rows, 784, 400, Precision::kFp32, kH100Sms).workspace_floats);
-    EXPECT_GE(ws, plan_gemm(400, 784, rows, Precision::kFp32, kH100Sms).workspace_floats);
+    const int64_t ws = linear_workspace_floats(rows, 784, 400, Precision::kFp32, kH200Sms);
+    EXPECT_GE(ws, plan_gemm(rows, 400, 784, Precision::kFp32, kH200Sms).workspace_floats);
+    EXPECT_GE(ws, plan_gemm(rows, 784, 400, Precision::kFp32, kH200Sms).workspace_floats);
+    EXPECT_GE(ws, plan_gemm(400, 784, rows, Precision::kFp32, kH200Sms).workspace_floats);
   }
 }
 

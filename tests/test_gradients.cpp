@@ -101,7 +101,7 @@ TEST(BceKl, LossIsTheTextbookFormulaAndGradientMatches) {
   Vec logits = random_vec(rows * pixels, rng, -6, 6), target = random_vec(rows * pixels, rng, 0, 1);
   const Vec mu_logvar = random_vec(rows * 2 * latent, rng);
   Vec dlogits(logits.size()), scratch(2 * rows);
-  const ref::LossSums sums =
+  const LossSums sums =
       ref::bce_kl_loss(rows, pixels, latent, logits.data(), target.data(), mu_logvar.data(), dlogits.data(),
                        scratch.data());
 
@@ -132,7 +132,7 @@ TEST(BceKl, StableForSaturatedLogits) {
   const float mu_logvar[] = {0.0f, 0.0f};
   float dlogits[4];
   double scratch[2];
-  const ref::LossSums sums = ref::bce_kl_loss(1, 4, 1, logits, target, mu_logvar, dlogits, scratch);
+  const LossSums sums = ref::bce_kl_loss(1, 4, 1, logits, target, mu_logvar, dlogits, scratch);
   // Two perfect predictions cost nothing; two confident mistakes cost |logit| each.
   EXPECT_NEAR(sums.bce, 180.0, 1e-3);
   EXPECT_EQ(sums.kl, 0.0);
@@ -156,7 +156,7 @@ TEST(VaeGradient, WholeLossMatchesFiniteDifferencesForEveryParameter) {
   std::mt19937_64 rng(2);
   const Vec x = random_vec(rows * model.input, rng, 0, 1);
   auto loss = [&] {
-    const ref::LossSums s = vae.run(rows, x.data(), 99, 5, params.data(), nullptr);
+    const LossSums s = vae.run(rows, x.data(), 99, 5, params.data(), nullptr);
     return s.bce + model.beta * s.kl;
   };
   Vec grads(layout.total, 0.0);

@@ -106,7 +106,7 @@ void expect_halves_match_run() {
   for (T& v : x) v = static_cast<T>(unit(rng));
 
   ReferenceVae<T> vae(model, rows);
-  const ref::LossSums loss = vae.run(rows, x.data(), 11, 2, params.data(), nullptr);
+  const LossSums loss = vae.run(rows, x.data(), 11, 2, params.data(), nullptr);
   const std::vector<T> mu_logvar(vae.mu_logvar(), vae.mu_logvar() + rows * 2 * model.latent);
   const std::vector<T> z(vae.z(), vae.z() + rows * model.latent);
   const std::vector<T> logits(vae.logits(), vae.logits() + rows * model.input);
@@ -119,7 +119,7 @@ void expect_halves_match_run() {
   EXPECT_EQ(std::memcmp(halves.z(), z.data(), z.size() * sizeof(T)), 0);
 
   // And run() on the same object afterwards is unchanged by them.
-  const ref::LossSums again = halves.run(rows, x.data(), 11, 2, params.data(), nullptr);
+  const LossSums again = halves.run(rows, x.data(), 11, 2, params.data(), nullptr);
   EXPECT_EQ(again.bce, loss.bce);
   EXPECT_EQ(again.kl, loss.kl);
 }

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "gpu_test_support.hpp"
+#include "kernel_checks.hpp"
 #include "vae/cuda_ops.hpp"
 #include "vae/device_buffer.hpp"
 #include "vae/gemm_plan.hpp"
@@ -47,35 +48,13 @@ std::vector<LinearCase> cases() {
   return list;
 }
 
-// Error bound per element: the differences come only from rounding, which is at most a small
-// multiple of the unit roundoff times S = Σ_k |a_k b_k| (+|bias|). FP32: summation order differs from
-// the reference, typically √K·2⁻²⁴·S; 1e-5·S holds to K = 4096 with margin. TF32: each input is
-// rounded to 10 mantissa bits, a relative error up to 2⁻¹¹ per factor, so up to about 2⁻¹⁰·S; 2e-3·S.
-double tolerance(Precision p) { return p == Precision::kTf32 ? 2e-3 : 1e-5; }
+using kernel_checks::abs_products;
 
-// S for C = A·B where A(m, k) = a[m * lda_m + k * lda_k] and B(k, n) = b[k * ldb_k + n * ldb_n].
-std::vector<double> abs_products(int m, int n, int k, const std::vector<float>& a, int64_t lda_m, int64_t lda_k,
-                                 const std::vector<float>& b, int64_t ldb_k, int64_t ldb_n) {
-  std::vector<double> s(static_cast<size_t>(m) * n, 0.0);
-  for (int i = 0; i < m; ++i)
-    for (int kk = 0; kk < k; ++kk) {
-      const double av = std::fabs(a[i * lda_m + kk * lda_k]);
-      if (av == 0) continue;
-      for (int j = 0; j < n; ++j) s[static_cast<size_t>(i) * n + j] += av * std::fabs(b[kk * ldb_k + j * ldb_n]);
-    }
-  return s;
-}
-
+// The GEMM bound (kernel_checks.hpp): a few roundings of S = Σ_k |a_k b_k| per element.
 void expect_close(const char* what, const LinearCase& c, Precision p, const std::vector<float>& gpu,
                   const std::vector<float>& ref, const std::vector<double>& scale) {
-  ASSERT_EQ(gpu.size(), ref.size());
-  int reported = 0;
-  for (size_t i = 0; i < gpu.size(); ++i) {
-    const double allowed = tolerance(p) * scale[i] + 1e-30;
-    if (!(std::fabs(static_cast<double>(gpu[i]) - ref[i]) <= allowed) && reported++ < 5)
-      ADD_FAILURE() << name_of(c, p) << " " << what << "[" << i << "]: gpu " << gpu[i] << " ref " << ref[i]
-                    << " allowed " << allowed;
-  }
+  EXPECT_TRUE(kernel_checks::within_scaled(gpu, ref, scale, kernel_checks::gemm_tolerance(p)))
+      << name_of(c, p) << " " << what;
 }
 
 class LinearKernels : public testing::TestWithParam<Precision> {};

@@ -167,7 +167,7 @@ TEST(ReferenceVae, StepIsBitwiseIndependentOfThreadCount) {
     const int saved = omp_get_max_threads();
     omp_set_num_threads(threads);
     std::vector<float> grads(params.size(), 0.0f);
-    const ref::LossSums loss = vae.run(rows, x.data(), 1, 1, params.data(), grads.data());
+    const LossSums loss = vae.run(rows, x.data(), 1, 1, params.data(), grads.data());
     omp_set_num_threads(saved);
     return std::make_pair(loss.bce + loss.kl, grads);
   };

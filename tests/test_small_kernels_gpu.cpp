@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "gpu_test_support.hpp"
+#include "kernel_checks.hpp"
 #include "vae/cuda_check.hpp"
 #include "vae/cuda_ops.hpp"
 #include "vae/device_buffer.hpp"
@@ -42,38 +43,11 @@ class TestStream {
   cudaStream_t stream_ = nullptr;
 };
 
-std::vector<float> uniform_floats(size_t count, float lo, float hi, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<float> dist(lo, hi);
-  std::vector<float> values(count);
-  for (float& x : values) x = dist(rng);
-  return values;
-}
-
-// Pixels with the two extremes well represented: 0 and 255 are where BCE's target is exact.
-std::vector<uint8_t> random_pixels(size_t count, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::vector<uint8_t> pixels(count);
-  for (uint8_t& p : pixels) {
-    const uint32_t draw = rng();
-    p = draw % 4 == 0 ? 0 : draw % 4 == 1 ? 255 : static_cast<uint8_t>((draw >> 8) % 256);
-  }
-  return pixels;
-}
-
-// mu_logvar [rows, 2 * latent]: mu in [-2, 2], logvar in [-3, 2] (sigma up to e), the range a
-// training run's encoder produces.
-std::vector<float> random_mu_logvar(int rows, int latent, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<float> mu(-2.0f, 2.0f), logvar(-3.0f, 2.0f);
-  std::vector<float> stats(static_cast<size_t>(rows) * 2 * latent);
-  for (int r = 0; r < rows; ++r)
-    for (int j = 0; j < latent; ++j) {
-      stats[static_cast<size_t>(r) * 2 * latent + j] = mu(rng);
-      stats[static_cast<size_t>(r) * 2 * latent + latent + j] = logvar(rng);
-    }
-  return stats;
-}
+using kernel_checks::all_near;
+using kernel_checks::bitwise_equal;
+using kernel_checks::random_mu_logvar;
+using kernel_checks::random_pixels;
+using kernel_checks::uniform_floats;
 
 // A device buffer holding `contents` followed by kGuard sentinels.
 DeviceBuffer<float> guarded(const std::vector<float>& contents) {
@@ -92,31 +66,6 @@ std::vector<float> download_checked(const DeviceBuffer<float>& buffer, size_t co
   EXPECT_EQ(overwritten, 0u) << "the kernel wrote past element " << count;
   host.resize(count);
   return host;
-}
-
-// |got - want| <= absolute + relative * |want| everywhere (NaN fails); names the first mismatches.
-::testing::AssertionResult all_near(const std::vector<float>& got, const std::vector<float>& want, double relative,
-                                    double absolute) {
-  if (got.size() != want.size())
-    return ::testing::AssertionFailure() << "sizes differ: " << got.size() << " vs " << want.size();
-  size_t failures = 0;
-  std::ostringstream first;
-  first << std::setprecision(9);
-  for (size_t i = 0; i < got.size(); ++i) {
-    const double g = got[i], w = want[i];
-    const double tolerance = absolute + relative * std::fabs(w);
-    if (!(std::fabs(g - w) <= tolerance)) {
-      if (failures < 5) first << "\n  [" << i << "] got " << g << ", want " << w << " (tolerance " << tolerance << ")";
-      ++failures;
-    }
-  }
-  if (failures == 0) return ::testing::AssertionSuccess();
-  return ::testing::AssertionFailure() << failures << " of " << got.size() << " elements differ:" << first.str();
-}
-
-template <typename T>
-bool bitwise_equal(const std::vector<T>& a, const std::vector<T>& b) {
-  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(T)) == 0;
 }
 
 // ---- reparameterisation -------------------------------------------------------------------------
@@ -288,20 +237,11 @@ struct LossCase {
   }
 };
 
-// Tolerance of the sums: each float term is computed with the same expression on both sides, so it
-// differs by a few ulp (expf and log1pf are within 2 ulp on the device, fused multiply-adds round
-// once) of the largest intermediate in it; the double sums add nothing measurable. So a sum agrees
-// to 1e-6 of the sum of its terms' intermediate magnitudes (which for BCE and KL, both non-negative,
-// is close to the sum itself unless terms cancel inside).
-double bce_magnitude(float logit, float target) {
-  return std::fabs(logit) * (1.0 + target) + 1.0;
-}
-double kl_magnitude(float mu, float logvar) {
-  return 0.5 * (1.0 + std::fabs(logvar) + static_cast<double>(mu) * mu + std::exp(static_cast<double>(logvar)));
-}
-constexpr double kSumRelative = 1e-6;
-// dlogits = sigmoid(l) - t lies in [-1, 1]; sigmoid is within a few ulp of 1 on both sides.
-constexpr double kDlogitsAbsolute = 1e-6;
+// The loss bounds of kernel_checks.hpp: sums to 1e-6 of their terms' magnitudes, dlogits to 1e-6.
+using kernel_checks::bce_magnitude;
+using kernel_checks::kl_magnitude;
+constexpr double kSumRelative = kernel_checks::kLossSumRelative;
+constexpr double kDlogitsAbsolute = kernel_checks::kDlogitsAbsolute;
 
 TEST(BceKlLoss, MatchesReferenceAcrossShapes) {
   VAE_REQUIRE_GPU();
@@ -314,7 +254,7 @@ TEST(BceKlLoss, MatchesReferenceAcrossShapes) {
     LossCase loss(shape, 1000 * case_index);
     std::vector<float> ref_dlogits(loss.count());
     std::vector<double> ref_scratch(2 * static_cast<size_t>(shape.rows));
-    const ref::LossSums ref_sums =
+    const LossSums ref_sums =
         ref::bce_kl_loss<float>(shape.rows, shape.pixels, shape.latent, loss.logits.data(), loss.targets.data(),
                                 loss.mu_logvar.data(), ref_dlogits.data(), ref_scratch.data());
 

@@ -70,7 +70,7 @@ TEST(Trainer, EqualsAPlainLoopOverTheSeededOrder) {
   }
   EXPECT_EQ(run.params, backend.parameters());
   EXPECT_EQ(run.epochs[0].step, 7);  // 6 batches of 32 and a partial one of 8
-  const ref::LossSums sums = backend.epoch_sums();
+  const LossSums sums = backend.epoch_sums();
   EXPECT_DOUBLE_EQ(run.epochs[0].train_loss, (sums.bce + sums.kl) / 200);
 }
 

@@ -43,9 +43,9 @@ class TrainingOnFashionMnist : public testing::Test {
       for (int r = 0; r < config.batch; ++r)
         std::copy_n(data_->train.pixels.data() + static_cast<size_t>(order[s * config.batch + r]) * image, image,
                     batch.data() + static_cast<size_t>(r) * image);
-      const ref::LossSums before = backend.epoch_sums();
+      const LossSums before = backend.epoch_sums();
       backend.train_step(batch.data(), config.batch);
-      const ref::LossSums after = backend.epoch_sums();
+      const LossSums after = backend.epoch_sums();
       losses.push_back((after.bce - before.bce + after.kl - before.kl) / config.batch);
     }
     if (final_params != nullptr) *final_params = backend.parameters();

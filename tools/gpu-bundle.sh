@@ -2,7 +2,9 @@
 # Prepares what a lent GPU machine needs, under the device tool's 64 MiB carry limit: a portable
 # build (tools/setup.sh's packages, VAE_PORTABLE=ON), just the binaries tools/gpu-check.sh runs, and
 # a Fashion-MNIST subset (the first 20,000 training and all 10,000 test images) for a real training
-# run. Usage: bash tools/gpu-bundle.sh [BUNDLE_DIR=gpu-bundle]; then carry BUNDLE_DIR.
+# run. Before anything travels it checks the shared libraries each binary asks for, and names the
+# gpu tests that have no quick mode for the sanitizer passes.
+# Usage: bash tools/gpu-bundle.sh [BUNDLE_DIR=gpu-bundle]; then carry BUNDLE_DIR.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bundle=${1:-gpu-bundle}
@@ -32,4 +34,22 @@ for prefix, keep in (("train", 20000), ("t10k", 10000)):
         with gzip.open(f"{dst}/{name}", "wb") as f:
             f.write(raw[:4] + struct.pack(f">{rank}I", *dims) + body)
 PY
+
+# The GPU machine has glibc and the driver, and none of Debian's -dev packages. What each binary
+# asks for itself (its NEEDED entries; the NVIDIA libraries bring their own needs there) must be
+# glibc's, libcurand.so.10 (test_philox where this toolkit has no static archive: tools/gpu-check.sh
+# finds it there) or cuBLAS/cuDNN (vae_bench: benchmarks/gpu_report.sh finds them). Anything else
+# (libfmt, libgomp, libstdc++, libpng, libz...) is a portable build gone wrong.
+allowed='^(lib(c|m|dl|rt|pthread)\.so\.[0-9]+|ld-linux-x86-64\.so\.2|libcurand\.so\.10|libcublas(Lt)?\.so\.[0-9]+|libcudnn\.so\.[0-9]+)$'
+unexpected=0
+for bin in "$bundle"/vae_cuda "$bundle"/tests/* "$bundle"/benchmarks/*; do
+  for lib in $(readelf -d "$bin" | sed -n 's/.*Shared library: \[\(.*\)\]/\1/p'); do
+    [[ "$lib" =~ $allowed ]] || { echo "gpu-bundle: $(basename "$bin") needs $lib, which the GPU machine lacks" >&2; unexpected=1; }
+    [[ "$lib" == libcurand.so.10 ]] && echo "gpu-bundle: $(basename "$bin") links libcurand.so.10 dynamically"
+  done
+done
+((unexpected == 0)) || exit 1
+for bin in "$bundle"/tests/test_*_gpu; do
+  grep -q VAE_GPU_TEST_QUICK "$bin" || echo "gpu-bundle: note: $(basename "$bin") ignores VAE_GPU_TEST_QUICK"
+done
 du -sh "$bundle"

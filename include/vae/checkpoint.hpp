@@ -12,15 +12,9 @@
 
 #include "vae/config.hpp"
 #include "vae/layout.hpp"
+#include "vae/training_state.hpp"
 
 namespace vae {
-
-// What a backend must hand over (and take back) for an exact resume. Flat buffers in ParamLayout
-// order, padding included.
-struct TrainingState {
-  std::vector<float> params, adam_m, adam_v;
-  long long step = 0;  // Adam steps taken
-};
 
 // Where in the data the run stands: `batch` batches of `epoch` (1-based) are trained, with these
 // loss sums so far; batch 0 of epoch e + 1 is the same place as the end of epoch e.

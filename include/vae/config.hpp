@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "vae/element_math.hpp"
+#include "vae/precision.hpp"
 
 namespace vae {
 
@@ -19,9 +20,6 @@ struct ModelConfig {
 };
 
 enum class DeviceChoice { kAuto, kCpu, kCuda };
-
-// The CUDA GEMMs' arithmetic: plain FP32, or TF32 tensor cores with FP32 accumulation.
-enum class Precision { kFp32, kTf32 };
 
 // Where the training images live during an epoch: streamed from host memory batch by batch, or
 // resident on the device (gathered there) for comparison.

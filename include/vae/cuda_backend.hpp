@@ -10,8 +10,10 @@
 #include <utility>
 #include <vector>
 
+#include "vae/activation_layout.hpp"
 #include "vae/config.hpp"
 #include "vae/cuda_ops.hpp"
+#include "vae/cuda_step_ops.hpp"
 #include "vae/device_buffer.hpp"
 #include "vae/layout.hpp"
 #include "vae/training_backend.hpp"
@@ -32,8 +34,8 @@ class CudaBackend : public TrainingBackend {
   bool use_resident_data(const MnistSplit& train) override;
   void set_epoch_order(const std::vector<uint32_t>& order, uint32_t start) override;
   void train_step_resident(uint32_t first, int rows) override;
-  ref::LossSums epoch_sums() override;
-  void set_epoch_sums(const ref::LossSums& sums) override;
+  LossSums epoch_sums() override;
+  void set_epoch_sums(const LossSums& sums) override;
   long long first_nonfinite_step() override;
   double evaluate(const MnistSplit& split, int epoch) override;
   std::vector<float> parameters() override;
@@ -45,19 +47,14 @@ class CudaBackend : public TrainingBackend {
   static constexpr int kDeviceSlots = 2;
 
  private:
-  struct Activations {
-    std::vector<float*> out, grad;  // per layer [batch, out]
-    float *eps, *z, *dz;            // [batch, latent]
-  };
-
   uint8_t* resident_batch();
   void enqueue_gather(int rows);
-  void enqueue_forward(const uint8_t* pixels, int rows);
+  // The step's adapter on this backend's buffers, for a batch at `pixels`; the loss adds to totals,
+  // with the NaN guard when first_bad_step is not null.
+  cuda::StepOps step_ops(const uint8_t* pixels, double* totals, long long* first_bad_step);
   void enqueue_step(const uint8_t* pixels, int rows);
   void run_step(const uint8_t* pixels, int rows, bool gather_first);
   cudaGraphExec_t graph_for(const uint8_t* pixels, int rows, bool gather_first);
-  const float* layer_input(int layer) const;
-  float* layer_input_grad(int layer) const;
 
   TrainConfig config_;
   ParamLayout layout_;
@@ -68,7 +65,7 @@ class CudaBackend : public TrainingBackend {
   // One allocation each, as the design asks: parameters, gradients, Adam's two moments, activations
   // (with the GEMM split-K scratch at their end).
   DeviceBuffer<float> params_, grads_, adam_m_, adam_v_, workspace_;
-  Activations act_{};
+  ActivationLayout activations_;  // the start of workspace_
   cuda::GemmWorkspace gemm_workspace_;
   DeviceBuffer<double> row_scratch_, train_totals_, eval_totals_;
   DeviceBuffer<long long> step_, first_bad_step_;

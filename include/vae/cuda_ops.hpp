@@ -8,8 +8,8 @@
 
 #include <cstdint>
 
-#include "vae/config.hpp"
 #include "vae/element_math.hpp"
+#include "vae/precision.hpp"
 
 namespace vae::cuda {
 

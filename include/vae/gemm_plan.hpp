@@ -1,6 +1,6 @@
 // How the linear-layer GEMMs are cut into thread blocks: tile shape and split-K, chosen on the host
 // from the problem size and the SM count. At batch 128 the outputs are small, so without split-K
-// most of an H100's 132 SMs would sit idle. Pure host code, so it has CPU tests.
+// most of the H200's 132 SMs would sit idle. Pure host code, so it has CPU tests.
 #pragma once
 
 #include <cstdint>

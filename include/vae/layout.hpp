@@ -1,6 +1,6 @@
 // The named layout of the flat parameter buffer: every linear layer's weight [out, in] and bias
 // [out] at a fixed offset. Parameters, gradients and both Adam moments share this one layout, so
-// Adam is one sweep and a checkpoint can name each tensor.
+// Adam is one sweep and a checkpoint can name each tensor; init_params draws the initial values.
 #pragma once
 
 #include <cstdint>
@@ -39,5 +39,11 @@ struct ParamLayout {
 inline constexpr int64_t kTensorAlignment = 32;
 
 ParamLayout make_layout(const ModelConfig& model);
+
+// PyTorch's nn.Linear initialisation into params [layout.total]: weights and biases uniform in
+// ±1/sqrt(fan_in), drawn from Philox keyed by seed so that a run is reproducible from its seed
+// alone. Padding is left as it is.
+template <typename T>
+void init_params(const ParamLayout& layout, uint64_t seed, T* params);
 
 }  // namespace vae

@@ -22,8 +22,8 @@ class ReferenceBackend : public TrainingBackend {
   bool use_resident_data(const MnistSplit& train) override;
   void set_epoch_order(const std::vector<uint32_t>& order, uint32_t start) override;
   void train_step_resident(uint32_t first, int rows) override;
-  ref::LossSums epoch_sums() override { return sums_; }
-  void set_epoch_sums(const ref::LossSums& sums) override { sums_ = sums; }
+  LossSums epoch_sums() override { return sums_; }
+  void set_epoch_sums(const LossSums& sums) override { sums_ = sums; }
   long long first_nonfinite_step() override { return first_nonfinite_step_; }
   double evaluate(const MnistSplit& split, int epoch) override;
   std::vector<float> parameters() override { return params_; }
@@ -42,7 +42,7 @@ class ReferenceBackend : public TrainingBackend {
   std::vector<uint8_t> resident_batch_;
   const MnistSplit* resident_ = nullptr;
   std::vector<uint32_t> order_;
-  ref::LossSums sums_;
+  LossSums sums_;
   long long step_ = 0;
   long long first_nonfinite_step_ = 0;
 };

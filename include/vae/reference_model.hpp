@@ -1,15 +1,34 @@
-// The VAE step on the reference backend, written once over the op set: forward through the encoder,
-// reparameterise, decode, loss, then the same chain reversed. Activations live in buffers sized once
-// for the largest batch; nothing is allocated per step.
+// The VAE model on the reference backend: the step of vae_step.hpp over the reference ops. Activations
+// live in one workspace laid out by ActivationLayout and sized once for the largest batch; nothing is
+// allocated per step.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
+#include <new>
 #include <vector>
 
+#include "vae/activation_layout.hpp"
 #include "vae/layout.hpp"
 #include "vae/reference_ops.hpp"
+#include "vae/training_state.hpp"
 
 namespace vae {
+
+// Allocates on 256-byte boundaries, as cudaMalloc does, so that with ActivationLayout's offsets every
+// buffer starts on a cache line: the reference GEMMs' 64-byte loads run measurably slower (about 6%
+// per epoch) when they straddle lines.
+template <typename T>
+struct WorkspaceAllocator {
+  using value_type = T;
+  static constexpr std::align_val_t kAlignment{256};
+  WorkspaceAllocator() = default;
+  template <typename U>
+  WorkspaceAllocator(const WorkspaceAllocator<U>&) {}  // allocators convert implicitly
+  T* allocate(size_t n) { return static_cast<T*>(::operator new(n * sizeof(T), kAlignment)); }
+  void deallocate(T* p, size_t) { ::operator delete(p, kAlignment); }
+  bool operator==(const WorkspaceAllocator&) const = default;
+};
 
 template <typename T>
 class ReferenceVae {
@@ -23,7 +42,7 @@ class ReferenceVae {
   // Forward and loss for rows images x [rows, input] in [0, 1], which are also the targets; ε is
   // keyed by (seed, stream). When grads is not null, also backward: grads receives dL/dparams of the
   // summed loss bce + beta * kl (every tensor overwritten, padding untouched).
-  ref::LossSums run(int rows, const T* x, uint64_t seed, uint64_t stream, const T* params, T* grads);
+  LossSums run(int rows, const T* x, uint64_t seed, uint64_t stream, const T* params, T* grads);
 
   // The two halves of run()'s forward pass, for images and inspection. encode runs the encoder and
   // the head on x [rows, input], leaving mu ‖ logvar in mu_logvar(); decode runs the decoder and the
@@ -32,32 +51,24 @@ class ReferenceVae {
   void decode(int rows, const T* z, const T* params);
 
   // Outputs of the last run, encode or decode.
-  const T* logits() const { return activations_.back().data(); }
-  const T* mu_logvar() const { return activations_[layout_.head()].data(); }
-  const T* z() const { return z_.data(); }
+  const T* logits() const { return at(act_.out[layout_.output()]); }
+  const T* mu_logvar() const { return at(act_.out[layout_.head()]); }
+  const T* z() const { return at(act_.z); }
 
  private:
-  const T* layer_input(int layer, const T* x) const;
-  // Forward through layers [first, last): the one loop that run, encode and decode share.
-  void forward_layers(int rows, int first, int last, const T* x, const T* params);
+  struct Ops;  // vae_step.hpp's adapter: the reference ops on this model's workspace
+  const T* at(int64_t offset) const { return workspace_.data() + offset; }
   void check_rows(int rows) const;
-  T* layer_input_grad(int layer);
 
   ModelConfig model_;
   ParamLayout layout_;
   int max_rows_;
-  std::vector<std::vector<T>> activations_;  // each layer's output [rows, out]
-  std::vector<std::vector<T>> grads_;        // dL/d(each layer's output)
-  std::vector<T> eps_, z_, dz_;
+  ActivationLayout act_;
+  std::vector<T, WorkspaceAllocator<T>> workspace_;  // [act_.total]
   std::vector<double> row_sums_;  // bce_kl_loss's per-row sums
 };
 
 extern template class ReferenceVae<float>;
 extern template class ReferenceVae<double>;
-
-// PyTorch's nn.Linear initialisation, weights and biases uniform in ±1/sqrt(fan_in), drawn from
-// Philox keyed by seed so that a run is reproducible from its seed alone.
-template <typename T>
-void init_params(const ParamLayout& layout, uint64_t seed, T* params);
 
 }  // namespace vae

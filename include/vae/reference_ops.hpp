@@ -6,6 +6,7 @@
 #include <cstdint>
 
 #include "vae/element_math.hpp"
+#include "vae/training_state.hpp"
 
 namespace vae::ref {
 
@@ -31,13 +32,6 @@ void reparam_forward(int rows, int latent, uint64_t seed, uint64_t stream, const
 template <typename T>
 void reparam_backward(int rows, int latent, T beta, const T* mu_logvar, const T* eps, const T* dz,
                       T* dmu_logvar);
-
-// Loss sums over the batch: reconstruction (BCE with logits, summed over pixels) and KL (summed
-// over latents). The training loss is bce + beta * kl.
-struct LossSums {
-  double bce = 0;
-  double kl = 0;
-};
 
 // One pass over the logits: the loss sums and, unless dlogits is null, dL/dlogits = σ(l) − target.
 // row_scratch (2 * rows doubles, the caller's, as on the GPU) holds each row's sums before they are

@@ -8,9 +8,8 @@
 #include <string>
 #include <vector>
 
-#include "vae/checkpoint.hpp"
 #include "vae/idx.hpp"
-#include "vae/reference_ops.hpp"
+#include "vae/training_state.hpp"
 
 namespace vae {
 
@@ -38,8 +37,8 @@ class TrainingBackend {
 
   // Sums over this epoch's steps so far (may wait for the device); set_epoch_sums starts an epoch
   // from zero, or from a checkpoint's sums when resuming mid-epoch.
-  virtual ref::LossSums epoch_sums() = 0;
-  virtual void set_epoch_sums(const ref::LossSums& sums) = 0;
+  virtual LossSums epoch_sums() = 0;
+  virtual void set_epoch_sums(const LossSums& sums) = 0;
 
   // The first step whose loss was not finite, 0 if none: the NaN guard. Checked every few batches,
   // so the device never has to report per step.

@@ -44,7 +44,7 @@ TensorFile step_one(const TrainConfig& config, const std::vector<uint8_t>& pixel
   ReferenceVae<float> vae(model, config.batch);
   std::vector<float> x(pixels.size()), grads(params.size(), 0.0f);
   std::transform(pixels.begin(), pixels.end(), x.begin(), [](uint8_t p) { return static_cast<float>(p) / 255.0f; });
-  const ref::LossSums loss = vae.run(config.batch, x.data(), config.seed, train_stream(1), params.data(), grads.data());
+  const LossSums loss = vae.run(config.batch, x.data(), config.seed, train_stream(1), params.data(), grads.data());
 
   for (int r = 0; r < config.batch; ++r)
     for (int j = 0; j < model.latent; ++j) {
@@ -109,9 +109,9 @@ int run(int argc, char** argv) {
   // The same batch every step: the trajectory then depends on the optimiser and the noise alone.
   std::vector<double> losses;
   for (int s = 0; s < steps; ++s) {
-    const ref::LossSums before = backend.epoch_sums();
+    const LossSums before = backend.epoch_sums();
     backend.train_step(pixels.data(), config.batch);
-    const ref::LossSums after = backend.epoch_sums();
+    const LossSums after = backend.epoch_sums();
     losses.push_back(after.bce - before.bce + static_cast<double>(config.model.beta) * (after.kl - before.kl));
   }
   TensorFile trajectory;

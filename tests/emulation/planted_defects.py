@@ -1,0 +1,133 @@
+#!/usr/bin/env python3
+"""Shows that the emulation suite is not vacuous: plants known defects in a copy of kernels/, builds
+the emulation tests against each mutated copy and expects every one to be caught.
+
+Each defect is a bug a real kernel could have (a swapped mma fragment, a missing barrier, a ReLU that
+drops NaN, a wrong index, an out-of-bounds read). The unmutated copy must pass the same tests first,
+so a catch means the defect was seen, not that the build or the test was broken.
+
+    python3 tests/emulation/planted_defects.py [--build-dir build-planted] [--only NAME ...]
+
+Exit status 0 when every defect is caught; 1 when one escapes or cannot be planted.
+"""
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class Defect:
+    name: str
+    file: str  # under kernels/
+    old: str  # must occur exactly once
+    new: str
+    target: str  # the emulation test binary that must catch it
+    tests: str  # its gtest filter
+
+
+DEFECTS = [
+    Defect("mma-fragment-swap", "linear_relu.cu",
+           "af[mt][1] = __float_as_uint(As[kk + member][row + 8]);",
+           "af[mt][1] = __float_as_uint(As[kk + member + 4][row]);",
+           "test_emu_linear", "*Tf32*:*tf32*"),
+    Defect("missing-barrier", "linear_relu.cu",
+           "        for (int j = 0; j < TN; ++j) acc[i][j] = fmaf(af[i], bf[j], acc[i][j]);\n    }\n    __syncthreads();",
+           "        for (int j = 0; j < TN; ++j) acc[i][j] = fmaf(af[i], bf[j], acc[i][j]);\n    }",
+           "test_emu_linear", "*Fp32*:*fp32*"),
+    Defect("relu-drops-nan", "linear_relu.cu",
+           "  if (ep.relu) value = relu(value);",
+           "  if (ep.relu) value = value > 0.0f ? value : 0.0f;",
+           "test_emu_linear", "*NaN*:*Nan*"),
+    Defect("bias-grad-ignores-mask", "linear_relu.cu",
+           "total += relu_output == nullptr ? dy[i] : relu_grad(dy[i], relu_output[i]);",
+           "total += dy[i];",
+           "test_emu_linear", "*"),
+    Defect("reparam-logvar-index", "reparam.cu",
+           "const float mu = mu_logvar[mu_index], logvar = mu_logvar[logvar_index];",
+           "const float mu = mu_logvar[mu_index], logvar = mu_logvar[mu_index];",
+           "test_emu_small_kernels", "*Reparam*"),
+    Defect("loss-reads-past-row", "bce_kl.cu",
+           "for (int p = threadIdx.x; p < pixels; p += blockDim.x) {",
+           "for (int p = threadIdx.x; p <= pixels; p += blockDim.x) {",
+           "test_emu_small_kernels", "*BceKl*"),
+    Defect("adam-bias-correction", "adam.cu",
+           "const AdamCoefficients<float> coefficients = adam_coefficients<float>(hyper, *step);",
+           "const AdamCoefficients<float> coefficients = adam_coefficients<float>(hyper, *step + 1);",
+           "test_emu_small_kernels", "*Adam*"),
+]
+
+
+def run(command, **kwargs):
+    return subprocess.run(command, text=True, capture_output=True, **kwargs)
+
+
+def build(build_dir, target):
+    result = run(["cmake", "--build", str(build_dir), "--target", target, "-j", str(os.cpu_count() or 2)])
+    return result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+
+
+def test_passes(build_dir, target, tests):
+    binary = build_dir / "tests" / "emulation" / target
+    env = dict(os.environ, OMP_NUM_THREADS="1",
+               ASAN_OPTIONS="detect_leaks=0", UBSAN_OPTIONS="print_stacktrace=0")
+    result = run([str(binary), f"--gtest_filter={tests}"], env=env, timeout=900)
+    ran_some = "[  PASSED  ] 0 tests" not in result.stdout  # a filter matching nothing proves nothing
+    return result.returncode == 0 and ran_some, (result.stdout + result.stderr)[-1500:]
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--build-dir", default=str(ROOT / "build-planted"))
+    parser.add_argument("--only", nargs="*", help="defect names to plant (default: all)")
+    args = parser.parse_args()
+    defects = [d for d in DEFECTS if not args.only or d.name in args.only]
+    build_dir = Path(args.build_dir).resolve()
+    pristine, mutant = ROOT / "kernels", build_dir / "kernels-under-test"
+
+    build_dir.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(mutant, ignore_errors=True)
+    shutil.copytree(pristine, mutant)
+    configure = run(["cmake", "-S", str(ROOT), "-B", str(build_dir), "-DCMAKE_BUILD_TYPE=Release",
+                     f"-DVAE_EMU_KERNEL_DIR={mutant}", "-DVAE_BUILD_BENCHMARKS=OFF"])
+    if configure.returncode != 0:
+        print(configure.stdout[-2000:], configure.stderr[-2000:])
+        return 1
+
+    # The tests must pass on the unmutated kernels, or a "catch" would prove nothing.
+    for target, tests in sorted({(d.target, d.tests) for d in defects}):
+        built, log = build(build_dir, target)
+        passed, output = test_passes(build_dir, target, tests) if built else (False, log)
+        if not passed:
+            print(f"planted defects: {target} --gtest_filter={tests} fails on the unmutated kernels:\n{output}")
+            return 1
+
+    escaped = 0
+    for defect in defects:
+        shutil.copy(pristine / defect.file, mutant / defect.file)  # a fresh mtime: make rebuilds it
+        source = (mutant / defect.file).read_text()
+        if source.count(defect.old) != 1:
+            print(f"{defect.name}: cannot be planted, the code it mutates changed ({defect.file}); update {__file__}")
+            escaped += 1
+            continue
+        (mutant / defect.file).write_text(source.replace(defect.old, defect.new))
+        built, log = build(build_dir, defect.target)
+        if not built:
+            print(f"{defect.name}: the mutated {defect.file} does not compile:\n{log}")
+            escaped += 1
+        else:
+            passed, _ = test_passes(build_dir, defect.target, defect.tests)
+            print(f"{defect.name}: {'ESCAPED' if passed else 'caught'} by {defect.target} --gtest_filter={defect.tests}")
+            escaped += passed
+        shutil.copy(pristine / defect.file, mutant / defect.file)
+    print(f"planted defects: {len(defects) - escaped} of {len(defects)} caught")
+    return 0 if escaped == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

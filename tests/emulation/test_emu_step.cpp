@@ -1,0 +1,221 @@
+// The whole training step in emulation: the step of vae_step.hpp over the CUDA backend's own adapter
+// (cuda::StepOps, the real launchers, the kernels on the emulator, every buffer host memory of its
+// exact size) follows the CPU reference backend step by step, evaluates as it does, and its NaN guard
+// names the step a planted NaN first poisons.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <limits>
+#include <random>
+#include <vector>
+
+#include "emulator.hpp"
+#include "vae/activation_layout.hpp"
+#include "vae/config.hpp"
+#include "vae/cuda_step_ops.hpp"
+#include "vae/gemm_plan.hpp"
+#include "vae/layout.hpp"
+#include "vae/noise_streams.hpp"
+#include "vae/reference_backend.hpp"
+#include "vae/vae_step.hpp"
+
+namespace vae {
+namespace {
+
+// A few bright discs per image on a dark ground: something to learn, with MNIST's many zeros.
+std::vector<uint8_t> synthetic_images(int count, uint32_t seed) {
+  std::vector<uint8_t> pixels(static_cast<size_t>(count) * 784, 0);
+  std::mt19937 rng(seed);
+  for (int i = 0; i < count; ++i)
+    for (int disc = 0; disc < 3; ++disc) {
+      const int cx = static_cast<int>(rng() % 20) + 4, cy = static_cast<int>(rng() % 20) + 4;
+      for (int y = 0; y < 28; ++y)
+        for (int x = 0; x < 28; ++x) {
+          const int d2 = (x - cx) * (x - cx) + (y - cy) * (y - cy);
+          uint8_t& p = pixels[static_cast<size_t>(i) * 784 + y * 28 + x];
+          if (d2 < 16) p = static_cast<uint8_t>(std::max<int>(p, 255 - d2 * 12));
+        }
+    }
+  return pixels;
+}
+
+// The CUDA backend's step state, on host memory: what CudaBackend allocates on the device.
+class EmulatedTraining {
+ public:
+  EmulatedTraining(const TrainConfig& config, int max_rows)
+      : layout_(make_layout(config.model)), activation_layout_(make_activation_layout(layout_, max_rows)) {
+    params_.assign(static_cast<size_t>(layout_.total), 0.0f);
+    init_params(layout_, config.seed, params_.data());
+    grads_.assign(params_.size(), 0.0f);
+    adam_m_.assign(params_.size(), 0.0f);
+    adam_v_.assign(params_.size(), 0.0f);
+    activations_.assign(static_cast<size_t>(activation_layout_.total), 0.0f);
+    int64_t gemm_floats = 1;
+    for (const LinearSlot& l : layout_.layers)
+      gemm_floats = std::max(gemm_floats, cuda::linear_workspace_floats(max_rows, l.in, l.out, config.precision,
+                                                                        emu::kMultiprocessors));
+    gemm_.assign(static_cast<size_t>(gemm_floats), 0.0f);
+    row_scratch_.assign(2 * static_cast<size_t>(max_rows), 0.0);
+    pixels_.assign(static_cast<size_t>(max_rows) * config.model.input, 0);
+    ops_.param_layout = &layout_;
+    ops_.act_layout = &activation_layout_;
+    ops_.params = params_.data();
+    ops_.grads = grads_.data();
+    ops_.adam_m = adam_m_.data();
+    ops_.adam_v = adam_v_.data();
+    ops_.activations = activations_.data();
+    ops_.gemm = cuda::GemmWorkspace{gemm_.data(), gemm_floats};
+    ops_.row_scratch = row_scratch_.data();
+    ops_.totals = totals_;
+    ops_.step = &step_;
+    ops_.first_bad_step = &first_bad_step_;
+    ops_.noise_stream = &noise_stream_;
+    ops_.pixels = pixels_.data();
+    ops_.precision = config.precision;
+    ops_.seed = config.seed;
+    ops_.beta = config.model.beta;
+    ops_.adam = config.adam;
+  }
+
+  // One training step on rows images; returns this step's loss sums.
+  LossSums train_step(const uint8_t* images, int rows) {
+    std::copy_n(images, static_cast<size_t>(rows) * layout_.layers[0].in, pixels_.begin());
+    totals_[0] = totals_[1] = 0;
+    step::training_step(ops_, rows);
+    return LossSums{totals_[0], totals_[1]};
+  }
+
+  // Mean loss per image over `count` images, ε keyed by the epoch as CudaBackend::evaluate keys it.
+  double evaluate(const std::vector<uint8_t>& images, int count, int batch, int epoch) {
+    totals_[0] = totals_[1] = 0;
+    const size_t image = static_cast<size_t>(layout_.layers[0].in);
+    for (int first = 0, b = 0; first < count; first += batch, ++b) {
+      const int rows = std::min(batch, count - first);
+      std::copy_n(images.data() + first * image, rows * image, pixels_.begin());
+      cuda::set_noise_stream(eval_stream(static_cast<uint64_t>(epoch), static_cast<uint64_t>(b)), &noise_stream_,
+                             nullptr);
+      step::evaluate(ops_, rows);
+    }
+    return (totals_[0] + ops_.beta * totals_[1]) / count;
+  }
+
+  std::vector<float>& params() { return params_; }
+  const ParamLayout& layout() const { return layout_; }
+  long long first_bad_step() const { return first_bad_step_; }
+
+ private:
+  ParamLayout layout_;
+  ActivationLayout activation_layout_;
+  std::vector<float> params_, grads_, adam_m_, adam_v_, activations_, gemm_;
+  std::vector<double> row_scratch_;
+  std::vector<uint8_t> pixels_;
+  double totals_[2] = {0, 0};
+  long long step_ = 0, first_bad_step_ = 0;
+  uint64_t noise_stream_ = 0;
+  cuda::StepOps ops_;
+};
+
+// Relative L2 distance of each tensor, the largest over the model.
+double worst_tensor_difference(const ParamLayout& layout, const std::vector<float>& a, const std::vector<float>& b) {
+  double worst = 0;
+  for (const LinearSlot& l : layout.layers)
+    for (auto [offset, size] : {std::pair{l.weight_offset, static_cast<int64_t>(l.in) * l.out},
+                                std::pair{l.bias_offset, static_cast<int64_t>(l.out)}}) {
+      double diff = 0, norm = 0;
+      for (int64_t i = offset; i < offset + size; ++i) {
+        diff += (static_cast<double>(a[i]) - b[i]) * (static_cast<double>(a[i]) - b[i]);
+        norm += static_cast<double>(b[i]) * b[i];
+      }
+      worst = std::max(worst, std::sqrt(diff / std::max(norm, 1e-30)));
+    }
+  return worst;
+}
+
+struct FollowCase {
+  const char* name;
+  std::vector<int> hidden;
+  int latent;
+  Precision precision;
+  int steps;
+  double loss_tolerance, weight_tolerance;  // relative: each step's loss, then each tensor (L2) at the end
+};
+
+// Each step's loss, then the weights, against the reference, with the GPU tests' tolerances
+// (tests/test_cuda_training_gpu.cpp): FP32 on both sides, different summation orders. TF32 rounds
+// every GEMM input to 10 mantissa bits, so its bounds are ten times looser. The last step is a
+// partial batch, as an epoch's last is.
+void follow_reference(const FollowCase& c) {
+  TrainConfig config;
+  config.model.hidden = c.hidden;
+  config.model.latent = c.latent;
+  config.precision = c.precision;
+  const int batch = config.batch, last_rows = 97;
+  const std::vector<uint8_t> images = synthetic_images((c.steps - 1) * batch + last_rows, 7);
+  EmulatedTraining emulated(config, batch);
+  ReferenceBackend reference(config);
+  for (int s = 0; s < c.steps; ++s) {
+    const int rows = s + 1 < c.steps ? batch : last_rows;
+    const uint8_t* batch_images = images.data() + static_cast<size_t>(s) * batch * 784;
+    const long long launches_before = emu::launch_count();
+    const LossSums got = emulated.train_step(batch_images, rows);
+    if (s == 0)
+      std::printf("%s: kernels per training step: %lld\n", c.name, emu::launch_count() - launches_before);
+    const LossSums before = reference.epoch_sums();
+    reference.train_step(batch_images, rows);
+    const LossSums after = reference.epoch_sums();
+    const double expected = (after.bce - before.bce) + config.model.beta * (after.kl - before.kl);
+    const double loss = got.bce + config.model.beta * got.kl;
+    ASSERT_NEAR(loss, expected, c.loss_tolerance * std::fabs(expected)) << c.name << ", step " << s + 1;
+  }
+  EXPECT_LT(worst_tensor_difference(emulated.layout(), emulated.params(), reference.parameters()),
+            c.weight_tolerance)
+      << c.name;
+  EXPECT_EQ(emulated.first_bad_step(), 0);
+}
+
+TEST(EmulatedStep, DefaultModelFollowsTheReferenceFor20Steps) {
+  follow_reference({"784-400-20 fp32", {400}, 20, Precision::kFp32, 20, 1e-3, 1e-3});
+}
+
+TEST(EmulatedStep, DeeperModelFollowsTheReferenceFor5Steps) {
+  follow_reference({"784-512-256-2 fp32", {512, 256}, 2, Precision::kFp32, 5, 1e-3, 1e-3});
+}
+
+TEST(EmulatedStep, Tf32StepsFollowTheReferenceLoosely) {
+  follow_reference({"784-400-20 tf32", {400}, 20, Precision::kTf32, 3, 1e-2, 1e-2});
+}
+
+TEST(EmulatedStep, EvaluationMatchesTheReference) {
+  TrainConfig config;
+  const int count = 300;  // two full batches and a partial one
+  const std::vector<uint8_t> images = synthetic_images(count, 3);
+  MnistSplit split;
+  split.count = count;
+  split.rows = split.cols = 28;
+  split.pixels = images;
+  split.labels.assign(count, 0);
+  EmulatedTraining emulated(config, config.batch);
+  ReferenceBackend reference(config);
+  const double expected = reference.evaluate(split, 4);
+  EXPECT_NEAR(emulated.evaluate(images, count, config.batch, 4), expected, 1e-4 * expected);
+}
+
+// A NaN in a weight of the ReLU layer reaches the loss through the ReLU (which keeps NaN, as PyTorch's
+// does) and the guard records the step it first poisoned; later finite-looking steps do not move it.
+TEST(EmulatedStep, NanGuardNamesTheStepAPlantedNanPoisons) {
+  TrainConfig config;
+  const int rows = 16;
+  const std::vector<uint8_t> images = synthetic_images(4 * rows, 5);
+  EmulatedTraining emulated(config, rows);
+  for (int s = 0; s < 2; ++s) emulated.train_step(images.data() + s * rows * 784, rows);
+  EXPECT_EQ(emulated.first_bad_step(), 0);
+  const LinearSlot& encoder = emulated.layout().layers[0];
+  emulated.params()[encoder.weight_offset + 5 * encoder.in + 300] = std::numeric_limits<float>::quiet_NaN();
+  for (int s = 2; s < 4; ++s) emulated.train_step(images.data() + s * rows * 784, rows);
+  EXPECT_EQ(emulated.first_bad_step(), 3);
+}
+
+}  // namespace
+}  // namespace vae
