@@ -13,9 +13,11 @@
 #include <cstdint>
 #include <cstring>
 #include <math.h>  // isfinite, expf, ... unqualified, as device code calls them
+#include <string>
 #include <type_traits>
 
 #include "emulator.hpp"
+#include "vae/error.hpp"
 
 // __shared__ storage is per block on the device. Blocks run one at a time here, so a static
 // variable is exactly that, and ASan puts redzones around it like any global. (The toolkit's
@@ -35,7 +37,10 @@
 #define warpSize (::vae::emu::kWarpSize)
 
 inline void __syncthreads() { ::vae::emu::sync_block(); }
-inline void __syncwarp(unsigned mask = 0xFFFFFFFFu) { (void)::vae::emu::exchange_in_warp(mask, 0); }
+// The one warp collective that orders memory among its lanes.
+inline void __syncwarp(unsigned mask = 0xFFFFFFFFu) {
+  (void)::vae::emu::exchange_in_warp(mask, 0, ::vae::emu::kSyncWarpCollective, true);
+}
 // Global memory is coherent here, so fences have nothing to order.
 inline void __threadfence() {}
 inline void __threadfence_block() {}
@@ -77,39 +82,60 @@ T from_bits(uint64_t bits) {
   std::memcpy(&value, &bits, sizeof value);
   return value;
 }
-// Lane `source` of the calling lane's width-lane segment, or the caller's own value when it is
-// outside the segment, as the PTX ISA's shfl.sync defines the out-of-range case.
+
+// A shuffle's id as a warp collective is (mode << 8) | width.
+enum class ShuffleMode : uint32_t { kIdx = 0, kUp = 1, kDown = 2, kBfly = 3 };
+
+// shfl.sync as the PTX ISA defines it, with the c operand CUDA's intrinsics pass:
+// ((32 - width) << 8) | clamp, clamp 0 for up and 31 otherwise; only b[4:0] is used. A source lane
+// outside the caller's range gives the caller's own value; a source lane outside the mask is
+// undefined on the device and an error here. width must be a power of two from 1 to 32.
 template <typename T>
-T shuffle_from(unsigned mask, T value, int width, int source_in_segment, bool in_range) {
-  const WarpValues all = exchange_in_warp(mask, to_bits(value));
-  const int segment_start = lane_id() / width * width;
-  return in_range ? from_bits<T>(all.lane[segment_start + source_in_segment]) : value;
+T shuffle(unsigned mask, T value, ShuffleMode mode, unsigned b, int width) {
+  if (width < 1 || width > kWarpSize || (width & (width - 1)) != 0)
+    throw Error("a warp shuffle with width " + std::to_string(width) + " (a power of two up to 32 is needed)");
+  const int lane = lane_id();
+  const int segmask = kWarpSize - width, clamp = mode == ShuffleMode::kUp ? 0 : 31;
+  const int max_lane = (lane & segmask) | (clamp & ~segmask), min_lane = lane & segmask;
+  const int offset = static_cast<int>(b & 31u);
+  int source = lane;
+  bool in_range = false;
+  switch (mode) {
+    case ShuffleMode::kUp: source = lane - offset, in_range = source >= max_lane; break;
+    case ShuffleMode::kDown: source = lane + offset, in_range = source <= max_lane; break;
+    case ShuffleMode::kBfly: source = lane ^ offset, in_range = source <= max_lane; break;
+    case ShuffleMode::kIdx: source = min_lane | (offset & ~segmask), in_range = source <= max_lane; break;
+  }
+  if (!in_range) source = lane;
+  const WarpValues all =
+      exchange_in_warp(mask, to_bits(value), static_cast<uint32_t>(mode) << 8 | static_cast<uint32_t>(width), false);
+  if (!(mask >> source & 1))
+    throw Error("a warp shuffle reads lane " + std::to_string(source) + ", which is not in its mask");
+  return from_bits<T>(all.lane[source]);
 }
 
 }  // namespace vae::emu
 
 template <typename T>
 T __shfl_sync(unsigned mask, T value, int source, int width = warpSize) {
-  return ::vae::emu::shuffle_from(mask, value, width, ((source % width) + width) % width, true);
-}
-template <typename T>
-T __shfl_down_sync(unsigned mask, T value, unsigned delta, int width = warpSize) {
-  const int in_segment = ::vae::emu::lane_id() % width + static_cast<int>(delta);
-  return ::vae::emu::shuffle_from(mask, value, width, in_segment, in_segment < width);
+  return ::vae::emu::shuffle(mask, value, ::vae::emu::ShuffleMode::kIdx, static_cast<unsigned>(source), width);
 }
 template <typename T>
 T __shfl_up_sync(unsigned mask, T value, unsigned delta, int width = warpSize) {
-  const int in_segment = ::vae::emu::lane_id() % width - static_cast<int>(delta);
-  return ::vae::emu::shuffle_from(mask, value, width, in_segment, in_segment >= 0);
+  return ::vae::emu::shuffle(mask, value, ::vae::emu::ShuffleMode::kUp, delta, width);
+}
+template <typename T>
+T __shfl_down_sync(unsigned mask, T value, unsigned delta, int width = warpSize) {
+  return ::vae::emu::shuffle(mask, value, ::vae::emu::ShuffleMode::kDown, delta, width);
 }
 template <typename T>
 T __shfl_xor_sync(unsigned mask, T value, int lane_mask, int width = warpSize) {
-  const int in_segment = (::vae::emu::lane_id() % width) ^ lane_mask;
-  return ::vae::emu::shuffle_from(mask, value, width, in_segment, in_segment < width);
+  return ::vae::emu::shuffle(mask, value, ::vae::emu::ShuffleMode::kBfly, static_cast<unsigned>(lane_mask), width);
 }
 
 inline unsigned __ballot_sync(unsigned mask, int predicate) {
-  const ::vae::emu::WarpValues all = ::vae::emu::exchange_in_warp(mask, predicate != 0);
+  const ::vae::emu::WarpValues all =
+      ::vae::emu::exchange_in_warp(mask, predicate != 0, ::vae::emu::kBallotCollective, false);
   unsigned ballot = 0;
   for (int lane = 0; lane < ::vae::emu::kWarpSize; ++lane)
     if ((mask >> lane & 1) && all.lane[lane] != 0) ballot |= 1u << lane;

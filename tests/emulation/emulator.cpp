@@ -9,6 +9,7 @@
 #include <ucontext.h>
 
 #include <atomic>
+#include <bit>
 #include <cmath>
 #include <cstring>
 #include <exception>
@@ -45,13 +46,16 @@ struct Fiber {
   // Written by the fiber, read by the scheduler between switches: atomics (relaxed, so that they
   // order nothing) keep TSan from calling the scheduler's bookkeeping a race.
   std::atomic<State> state{State::kDone};
-  std::atomic<unsigned> warp_mask{0};  // the mask the lane passed to the collective it waits in
+  std::atomic<unsigned> warp_mask{0};   // the mask the lane passed to the collective it waits in
+  std::atomic<uint32_t> collective{0};  // which collective that is (instruction and qualifiers)
   std::atomic<bool> failed{false};     // set with release after `error`, so the scheduler may read it
   unsigned block_generation = 0, warp_generation = 0;
   // This lane's contributions to the warp's collectives, double-buffered by warp generation: a lane
   // can only write a buffer again after every lane has passed the barrier that follows its reads.
-  uint64_t exchange[2] = {};
-  uint32_t mma_a[2][4] = {}, mma_b[2][2] = {};
+  // Relaxed atomics: a shuffle moves registers, it orders no memory (only __syncwarp does), so
+  // under TSan it must not hide a race on shared memory between two lanes.
+  std::atomic<uint64_t> exchange[2] = {};
+  std::atomic<uint32_t> mma_a[2][4] = {}, mma_b[2][2] = {};
   std::exception_ptr error;
   bool abandoned = false;  // left mid-kernel by a failed launch: its stack's shadow is stale
   void* tsan_fiber = nullptr;
@@ -72,7 +76,8 @@ class Engine {
   dim3 grid_dim() const { return grid_; }
   void wait(State state);  // from a fiber: park at a barrier until the scheduler releases it
   void block_barrier();
-  WarpValues exchange_in_warp(unsigned mask, uint64_t value);
+  WarpValues exchange_in_warp(unsigned mask, uint64_t value, uint32_t collective, bool orders_memory);
+  void wait_in_warp(Fiber& fiber, unsigned mask, uint32_t collective, bool orders_memory);
   void mma(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]);
   long long launches = 0;
 
@@ -124,7 +129,8 @@ void Engine::prepare_fibers(unsigned count) {
     void* memory = mmap(nullptr, kStackBytes + kGuardBytes, PROT_READ | PROT_WRITE,
                         MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (memory == MAP_FAILED) throw Error("emulator: cannot map a fiber stack");
-    mprotect(memory, kGuardBytes, PROT_NONE);  // a stack overflow faults instead of corrupting
+    if (mprotect(memory, kGuardBytes, PROT_NONE) != 0)  // a stack overflow faults instead of corrupting
+      throw Error("emulator: cannot protect a fiber stack's guard page");
     fiber->stack = static_cast<char*>(memory) + kGuardBytes;
     fiber->slot = static_cast<unsigned>(fibers_.size());
 #if VAE_EMU_TSAN
@@ -212,25 +218,32 @@ unsigned Engine::live_mask(unsigned warp, unsigned threads) const {
   return mask;
 }
 
-WarpValues Engine::exchange_in_warp(unsigned mask, uint64_t value) {
-  Fiber& fiber = current();
-  const unsigned warp = fiber.slot / kWarpSize, buffer = fiber.warp_generation++ & 1;
-  fiber.exchange[buffer] = value;
+// Parks the lane in a warp collective until every live lane of its warp is in the same one.
+void Engine::wait_in_warp(Fiber& fiber, unsigned mask, uint32_t collective, bool orders_memory) {
   fiber.warp_mask.store(mask, std::memory_order_relaxed);
-  char* sync = &warp_sync_[warp][buffer];
+  fiber.collective.store(collective, std::memory_order_relaxed);
+  char* sync = &warp_sync_[fiber.slot / kWarpSize][fiber.warp_generation & 1];
 #if VAE_EMU_TSAN
-  __tsan_release(sync);
+  if (orders_memory) __tsan_release(sync);
 #endif
   wait(State::kAtWarpBarrier);
 #if VAE_EMU_TSAN
-  __tsan_acquire(sync);
+  if (orders_memory) __tsan_acquire(sync);
 #endif
-  (void)sync;
+  (void)sync, (void)orders_memory;
+}
+
+WarpValues Engine::exchange_in_warp(unsigned mask, uint64_t value, uint32_t collective, bool orders_memory) {
+  Fiber& fiber = current();
+  const unsigned warp = fiber.slot / kWarpSize, buffer = fiber.warp_generation & 1;
+  fiber.exchange[buffer].store(value, std::memory_order_relaxed);
+  wait_in_warp(fiber, mask, collective, orders_memory);
+  ++fiber.warp_generation;
   WarpValues values{};
   const unsigned threads = block_.x * block_.y * block_.z;
   for (unsigned lane = 0; lane < kWarpSize; ++lane) {
     const unsigned slot = warp * kWarpSize + lane;
-    if (slot < threads) values.lane[lane] = fibers_[slot]->exchange[buffer];
+    if (slot < threads) values.lane[lane] = fibers_[slot]->exchange[buffer].load(std::memory_order_relaxed);
   }
   return values;
 }
@@ -242,40 +255,27 @@ uint32_t tf32_bits(uint32_t x) { return x & 0xFFFFE000u; }  // the operand bits 
 // n = g), b1 (k = t + 4, n = g). C and D (16x8): c0 (g, 2t), c1 (g, 2t + 1), c2 (g + 8, 2t), c3 (g + 8, 2t + 1).
 void Engine::mma(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
   Fiber& fiber = current();
-  const unsigned warp = fiber.slot / kWarpSize, buffer = fiber.warp_generation++ & 1;
-  std::memcpy(fiber.mma_a[buffer], a, sizeof a);
-  std::memcpy(fiber.mma_b[buffer], b, sizeof b);
-  fiber.warp_mask.store(0xFFFFFFFFu, std::memory_order_relaxed);  // mma.sync.aligned: the whole warp, always
-  char* sync = &warp_sync_[warp][buffer];
-#if VAE_EMU_TSAN
-  __tsan_release(sync);
-#endif
-  wait(State::kAtWarpBarrier);
-#if VAE_EMU_TSAN
-  __tsan_acquire(sync);
-#endif
-  (void)sync;
+  const unsigned warp = fiber.slot / kWarpSize, buffer = fiber.warp_generation & 1;
+  for (int i = 0; i < 4; ++i) fiber.mma_a[buffer][i].store(a[i], std::memory_order_relaxed);
+  for (int i = 0; i < 2; ++i) fiber.mma_b[buffer][i].store(b[i], std::memory_order_relaxed);
+  wait_in_warp(fiber, 0xFFFFFFFFu, kMmaCollective, false);  // mma.sync.aligned: the whole warp, always
+  ++fiber.warp_generation;
   float A[16][8], B[8][8];
+  auto operand = [](const std::atomic<uint32_t>& bits) {
+    return std::bit_cast<float>(tf32_bits(bits.load(std::memory_order_relaxed)));
+  };
   for (unsigned lane = 0; lane < kWarpSize; ++lane) {
     const Fiber& other = *fibers_[warp * kWarpSize + lane];
     const unsigned g = lane / 4, t = lane % 4;
-    const uint32_t* fa = other.mma_a[buffer];
-    const uint32_t* fb = other.mma_b[buffer];
-    auto as_float = [](uint32_t bits) {
-      float f;
-      const uint32_t operand = tf32_bits(bits);
-      std::memcpy(&f, &operand, sizeof f);
-      return f;
-    };
-    A[g][t] = as_float(fa[0]);
-    A[g + 8][t] = as_float(fa[1]);
-    A[g][t + 4] = as_float(fa[2]);
-    A[g + 8][t + 4] = as_float(fa[3]);
-    B[t][g] = as_float(fb[0]);
-    B[t + 4][g] = as_float(fb[1]);
+    A[g][t] = operand(other.mma_a[buffer][0]);
+    A[g + 8][t] = operand(other.mma_a[buffer][1]);
+    A[g][t + 4] = operand(other.mma_a[buffer][2]);
+    A[g + 8][t + 4] = operand(other.mma_a[buffer][3]);
+    B[t][g] = operand(other.mma_b[buffer][0]);
+    B[t + 4][g] = operand(other.mma_b[buffer][1]);
   }
-  // TF32 products are exact in double; the device's accumulation order inside one mma is not
-  // specified, so the sum is taken exactly and rounded once.
+  // The device's accumulation order and intermediate precision inside one mma are not specified;
+  // here the TF32 products (exact in double) are summed in double and rounded once.
   const unsigned lane = fiber.slot % kWarpSize, g = lane / 4, t = lane % 4;
   for (int i = 0; i < 4; ++i) {
     const unsigned row = g + (i >= 2 ? 8 : 0), col = 2 * t + (i & 1);
@@ -325,6 +325,10 @@ bool Engine::release_warps(unsigned threads) {
         fail(fmt::format("warp {}: a warp collective with mask {:#010x} while the live lanes are {:#010x}", warp,
                          fiber.warp_mask.load(std::memory_order_relaxed), live),
              threads);
+      const Fiber& first = *fibers_[warp * kWarpSize + static_cast<unsigned>(std::countr_zero(live))];
+      if (fiber.collective.load(std::memory_order_relaxed) != first.collective.load(std::memory_order_relaxed))
+        fail(fmt::format("warp {}: lanes wait in different warp collectives (instruction or width differ)", warp),
+             threads);
       fiber.state.store(State::kReady, std::memory_order_relaxed);
     }
     released = true;
@@ -337,6 +341,12 @@ bool Engine::release_warps(unsigned threads) {
 __attribute__((noinline)) void restart(Fiber& fiber) {
 #if VAE_EMU_ASAN
   if (fiber.abandoned) ASAN_UNPOISON_MEMORY_REGION(fiber.stack, kStackBytes);
+#endif
+#if VAE_EMU_TSAN
+  if (fiber.abandoned) {  // its TSan fiber still holds the frames it was left in
+    __tsan_destroy_fiber(fiber.tsan_fiber);
+    fiber.tsan_fiber = __tsan_create_fiber(0);
+  }
 #endif
   fiber.abandoned = false;
   getcontext(&fiber.context);
@@ -395,7 +405,8 @@ void Engine::run_block(unsigned threads, bool ascending) {
 
 void Engine::launch(dim3 grid, dim3 block, const std::function<void()>& body) {
   const uint64_t threads = static_cast<uint64_t>(block.x) * block.y * block.z;
-  if (threads == 0 || threads > kMaxThreadsPerBlock || block.z > 64 || grid.x == 0 || grid.y == 0 ||
+  if (threads == 0 || threads > kMaxThreadsPerBlock || block.x > 1024 || block.y > 1024 || block.z > 64 ||
+      grid.x == 0 || grid.y == 0 ||
       grid.z == 0 || grid.x > 0x7FFFFFFFu || grid.y > 65535 || grid.z > 65535)
     throw Error(fmt::format("emulated launch: invalid configuration argument (grid {}, block {})", text(grid),
                             text(block)));
@@ -436,7 +447,9 @@ uint3 block_index() { return engine.block_index(); }
 dim3 block_dim() { return engine.block_dim(); }
 dim3 grid_dim() { return engine.grid_dim(); }
 void sync_block() { engine.block_barrier(); }
-WarpValues exchange_in_warp(unsigned mask, uint64_t value) { return engine.exchange_in_warp(mask, value); }
+WarpValues exchange_in_warp(unsigned mask, uint64_t value, uint32_t collective, bool orders_memory) {
+  return engine.exchange_in_warp(mask, value, collective, orders_memory);
+}
 int lane_id() { return static_cast<int>(engine.current().slot % kWarpSize); }
 
 uint32_t round_to_tf32(float x) {

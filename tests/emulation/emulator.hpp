@@ -3,6 +3,11 @@
 // thread, switched at every barrier, so __syncthreads, per-block __shared__ storage, warp shuffles
 // and mma.sync behave as on the device. Under ThreadSanitizer every CUDA thread is its own TSan
 // fiber and only barriers order them, so a race between two barriers is reported as racecheck would.
+//
+// What it cannot see: races between blocks (they run in turn), shared memory read before it is
+// written in a block (it holds the previous block's values, not garbage), host pointers passed as
+// device pointers (all memory is host memory), and the device's own rounding (host libm, no FMA
+// contraction: results agree with a GPU's to float rounding, not bit for bit).
 #pragma once
 
 #include <vector_types.h>
@@ -35,18 +40,24 @@ dim3 grid_dim();
 // __syncthreads: waits until every thread of the block has arrived.
 void sync_block();
 
-// The warp-collective primitive under shuffles and votes: every live lane of the calling thread's
-// warp (all of them must be in mask) contributes value and gets back the values of all 32 lanes
-// (lanes that do not exist read 0). Lanes wait for each other, as on the device.
+// The warp-collective primitive under shuffles, votes and __syncwarp: every live lane of the calling
+// thread's warp contributes value and gets back the values of all 32 lanes (lanes that do not exist
+// read 0). Lanes wait for each other, as on the device. The mask must name exactly the live lanes,
+// and all of them must be in the same `collective` (an id of the instruction and its qualifiers,
+// such as a shuffle's mode and width); anything else is an error here. Only collectives that order
+// memory (__syncwarp) order memory under TSan.
 struct WarpValues {
   uint64_t lane[kWarpSize];
 };
-WarpValues exchange_in_warp(unsigned mask, uint64_t value);
+WarpValues exchange_in_warp(unsigned mask, uint64_t value, uint32_t collective, bool orders_memory);
+// Ids of the collectives that are not shuffles (a shuffle's is its mode << 8 | width).
+inline constexpr uint32_t kBallotCollective = 4u << 8, kSyncWarpCollective = 5u << 8, kMmaCollective = 6u << 8;
 int lane_id();
 
 // The tensor-core instructions the TF32 GEMM uses, as the PTX ISA defines them.
-// cvt.rna.tf32.f32: round to nearest, ties away from zero, to TF32's 10 mantissa bits; the result is
-// an FP32 bit pattern whose low 13 bits are zero. NaN stays NaN.
+// cvt.rna.tf32.f32: round to nearest, ties away from zero, to TF32's 10 mantissa bits, returned as
+// an FP32 bit pattern with the low 13 bits zero (the ISA leaves the layout to the implementation;
+// this is what the hardware is observed to give). A NaN gives the canonical NaN.
 uint32_t round_to_tf32(float x);
 // mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32: D = A · B + C for the warp, each lane holding
 // its fragments per the PTX ISA's tables; only the TF32 bits of the inputs take part.

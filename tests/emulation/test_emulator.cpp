@@ -54,7 +54,7 @@ TEST(Emulator, BarriersAndSharedMemoryBehaveAsOnTheDevice) {
 }
 
 __global__ void shuffles(int* out) {
-  const int lane = threadIdx.x % 32, base = threadIdx.x * 6;
+  const int lane = threadIdx.x % 32, base = threadIdx.x * 8;
   out[base + 0] = __shfl_down_sync(0xFFFFFFFFu, lane * 10, 3);  // lanes 29..31 keep their own
   out[base + 1] = __shfl_up_sync(0xFFFFFFFFu, lane * 10, 2);    // lanes 0, 1 keep their own
   out[base + 2] = __shfl_xor_sync(0xFFFFFFFFu, lane * 10, 5);
@@ -62,21 +62,25 @@ __global__ void shuffles(int* out) {
   out[base + 4] = static_cast<int>(__ballot_sync(0xFFFFFFFFu, lane % 3 == 0));
   const double sum = __shfl_down_sync(0xFFFFFFFFu, static_cast<double>(lane) + 0.5, 16, 16);  // width 16
   out[base + 5] = static_cast<int>(sum * 2);
+  out[base + 6] = __shfl_xor_sync(0xFFFFFFFFu, lane * 10, 16, 16);  // reads the earlier segment only
+  out[base + 7] = __shfl_sync(0xFFFFFFFFu, lane * 10, 37, 8);       // 37 & 7 = 5 within each 8-lane segment
 }
 
 TEST(Emulator, ShufflesAndVotesFollowThePtxIsa) {
-  std::vector<int> out(64 * 6);
+  std::vector<int> out(64 * 8);
   launch_kernel(shuffles, 1, 64, nullptr, out.data());
   unsigned ballot = 0;
   for (int lane = 0; lane < 32; lane += 3) ballot |= 1u << lane;
   for (int t = 0; t < 64; ++t) {
-    const int lane = t % 32, *o = &out[t * 6];
+    const int lane = t % 32, *o = &out[t * 8];
     EXPECT_EQ(o[0], (lane + 3 < 32 ? lane + 3 : lane) * 10) << t;
     EXPECT_EQ(o[1], (lane >= 2 ? lane - 2 : lane) * 10) << t;
     EXPECT_EQ(o[2], (lane ^ 5) * 10) << t;
     EXPECT_EQ(o[3], 70) << t;
     EXPECT_EQ(static_cast<unsigned>(o[4]), ballot) << t;
     EXPECT_EQ(o[5], 2 * lane + 1) << t;  // delta 16 leaves every 16-lane segment: own value
+    EXPECT_EQ(o[6], (lane >= 16 ? lane - 16 : lane) * 10) << t;
+    EXPECT_EQ(o[7], (lane / 8 * 8 + 5) * 10) << t;
   }
 }
 
@@ -153,6 +157,17 @@ __global__ void shuffle_against_barrier() {
     __syncthreads();
 }
 
+__global__ void mixed_collectives() {
+  if (threadIdx.x < 16)
+    (void)__shfl_sync(0xFFFFFFFFu, 1, 0);
+  else
+    (void)__ballot_sync(0xFFFFFFFFu, 1);
+}
+
+__global__ void shuffle_outside_mask(int width) {
+  if (threadIdx.x < 16) (void)__shfl_down_sync(0xFFFFu, 1, 1, width);
+}
+
 __global__ void throws_in_thread_7() {
   if (threadIdx.x == 7 && blockIdx.x == 1) throw Error("thrown by thread 7");
   __syncthreads();
@@ -170,6 +185,11 @@ TEST(Emulator, ReportsBarrierMisuseAndDeadlockInsteadOfHanging) {
   }
   EXPECT_THROW(launch_kernel(shuffle_against_barrier, 1, 32, nullptr), Error);
   EXPECT_THROW(launch_kernel(throws_in_thread_7, 3, 32, nullptr), Error);
+  EXPECT_THROW(launch_kernel(mixed_collectives, 1, 32, nullptr), Error);
+  // A 16-thread block: lane 15 reading lane 16, which is not in the mask, is undefined on the device.
+  EXPECT_THROW(launch_kernel(shuffle_outside_mask, 1, 16, nullptr, 32), Error);
+  EXPECT_NO_THROW(launch_kernel(shuffle_outside_mask, 1, 16, nullptr, 16));
+  EXPECT_THROW(launch_kernel(shuffle_outside_mask, 1, 16, nullptr, 12), Error);
   // The emulator is usable again after a failed launch.
   std::vector<int> out(64, 0);
   launch_kernel(write_global_ids, 2, 32, nullptr, out.data());
@@ -219,11 +239,37 @@ __global__ void with_barrier(int* out) {
   out[threadIdx.x] = values[(threadIdx.x + 1) % 64];
 }
 
+// Lane 31 leaves; the others go on shuffling: legal, and no race (the slots it read are reused).
+__global__ void shuffles_after_an_exit(int* out) {
+  const unsigned lane = threadIdx.x;
+  int v = __shfl_sync(0xFFFFFFFFu, static_cast<int>(lane), 0) + __shfl_sync(0xFFFFFFFFu, static_cast<int>(lane), 1);
+  if (lane == 31) return;
+  v += __shfl_sync(0x7FFFFFFFu, v, 2) + __shfl_sync(0x7FFFFFFFu, v, 3);
+  out[lane] = v;
+}
+
+// A shuffle moves registers and orders no memory: lane 1 reading what lane 0 wrote to shared memory
+// is a race unless __syncwarp orders them.
+__global__ void warp_handoff(int* out, bool syncwarp) {
+  __shared__ int value;
+  if (threadIdx.x == 0) value = 42;
+  if (syncwarp)
+    __syncwarp();
+  else
+    (void)__ballot_sync(0xFFFFFFFFu, 1);
+  if (threadIdx.x == 1) out[0] = value;
+}
+
 TEST(EmulatorDeathTest, ThreadSanitizerCatchesARaceBetweenBarriersLikeRacecheck) {
   GTEST_FLAG_SET(death_test_style, "threadsafe");
   std::vector<int> out(64);
   launch_kernel(with_barrier, 3, 64, nullptr, out.data());  // no report: the barrier orders them
+  launch_kernel(shuffles_after_an_exit, 1, 32, nullptr, out.data());
+  EXPECT_EQ(out[0], 3);  // (0 + 1), then plus lanes 2 and 3 of the same: 1 + 1 + 1
+  launch_kernel(warp_handoff, 1, 32, nullptr, out.data(), true);
+  EXPECT_EQ(out[0], 42);
   EXPECT_DEATH(launch_kernel(missing_barrier, 1, 64, nullptr, out.data()), "data race");
+  EXPECT_DEATH(launch_kernel(warp_handoff, 1, 32, nullptr, out.data(), false), "data race");
 }
 #endif
 

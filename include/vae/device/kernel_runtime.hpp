@@ -16,7 +16,7 @@
 namespace vae {
 
 // Launches kernel on a grid of block-sized blocks, in stream order on the device. The arguments are
-// converted to the kernel's parameter types, as <<<...>>> converts them. Throws vae::Error when the
+// converted implicitly to the kernel's parameter types, as <<<...>>> converts them. Throws vae::Error when the
 // launch is refused (a bad configuration, no device); faults inside the kernel surface at the next
 // synchronising call on the device and at once in emulation.
 template <typename... Params, typename... Args>
@@ -24,9 +24,9 @@ void launch_kernel(void (*kernel)(Params...), dim3 grid, dim3 block, cudaStream_
   static_assert(sizeof...(Params) == sizeof...(Args), "launch_kernel: wrong number of kernel arguments");
 #if defined(VAE_EMULATION)
   (void)stream;  // the emulator runs each launch to completion, which is one valid stream order
-  emu::launch(grid, block, [&] { kernel(static_cast<Params>(args)...); });
+  emu::launch(grid, block, [&] { kernel(args...); });
 #else
-  kernel<<<grid, block, 0, stream>>>(static_cast<Params>(std::forward<Args>(args))...);
+  kernel<<<grid, block, 0, stream>>>(std::forward<Args>(args)...);
   VAE_CHECK_LAUNCH();
 #endif
 }
