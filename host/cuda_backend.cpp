@@ -35,6 +35,8 @@ CudaBackend::CudaBackend(const TrainConfig& config, const MnistSplit& train, con
     VAE_CUDA_CHECK(cudaEventCreateWithFlags(&copy_done_[k], cudaEventDisableTiming));
     VAE_CUDA_CHECK(cudaEventCreateWithFlags(&compute_done_[k], cudaEventDisableTiming));
   }
+  VAE_CUDA_CHECK(cudaEventCreateWithFlags(&snapshot_ready_, cudaEventDisableTiming));
+  VAE_CUDA_CHECK(cudaHostAlloc(reinterpret_cast<void**>(&snapshot_), sizeof(PinnedSnapshot), cudaHostAllocDefault));
 
   // Parameters start exactly where the reference backend's do.
   std::vector<float> initial(static_cast<size_t>(layout_.total), 0.0f);
@@ -86,6 +88,8 @@ CudaBackend::~CudaBackend() {
     if (compute_done_[k] != nullptr) cudaEventDestroy(compute_done_[k]);
   }
   if (pinned_ != nullptr) cudaFreeHost(pinned_);
+  if (snapshot_ != nullptr) cudaFreeHost(snapshot_);
+  if (snapshot_ready_ != nullptr) cudaEventDestroy(snapshot_ready_);
   if (copy_ != nullptr) cudaStreamDestroy(copy_);
   if (compute_ != nullptr) cudaStreamDestroy(compute_);
 }
@@ -243,6 +247,26 @@ long long CudaBackend::first_nonfinite_step() {
   VAE_CUDA_CHECK(cudaMemcpyAsync(&host, first_bad_step_.data(), sizeof host, cudaMemcpyDeviceToHost, compute_));
   VAE_CUDA_CHECK(cudaStreamSynchronize(compute_));
   return host;
+}
+
+// Two small copies in stream order after the steps enqueued so far, then an event: nothing waits.
+void CudaBackend::request_snapshot() {
+  if (snapshot_pending_) throw Error("request_snapshot: the previous snapshot has not been taken");
+  VAE_CUDA_CHECK(cudaMemcpyAsync(snapshot_->sums, train_totals_.data(), sizeof snapshot_->sums,
+                                 cudaMemcpyDeviceToHost, compute_));
+  VAE_CUDA_CHECK(cudaMemcpyAsync(&snapshot_->first_bad_step, first_bad_step_.data(), sizeof(long long),
+                                 cudaMemcpyDeviceToHost, compute_));
+  VAE_CUDA_CHECK(cudaEventRecord(snapshot_ready_, compute_));
+  snapshot_pending_ = true;
+}
+
+std::optional<TrainingBackend::Snapshot> CudaBackend::take_snapshot() {
+  if (!snapshot_pending_) return std::nullopt;
+  const cudaError_t status = cudaEventQuery(snapshot_ready_);
+  if (status == cudaErrorNotReady) return std::nullopt;
+  VAE_CUDA_CHECK(status);
+  snapshot_pending_ = false;
+  return Snapshot{LossSums{snapshot_->sums[0], snapshot_->sums[1]}, snapshot_->first_bad_step};
 }
 
 TrainingState CudaBackend::state() {

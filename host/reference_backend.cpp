@@ -52,6 +52,12 @@ std::function<void()> ReferenceBackend::train_step(const uint8_t* pixels, int ro
   return {};  // the pixels were consumed synchronously
 }
 
+// The steps have finished when train_step returns, so the snapshot is ready at once.
+void ReferenceBackend::request_snapshot() {
+  if (snapshot_) throw Error("request_snapshot: the previous snapshot has not been taken");
+  snapshot_ = Snapshot{sums_, first_nonfinite_step_};
+}
+
 bool ReferenceBackend::use_resident_data(const MnistSplit& train) {
   resident_ = &train;
   resident_batch_.resize(static_cast<size_t>(config_.batch) * train.image_size());

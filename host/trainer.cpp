@@ -4,6 +4,8 @@
 #include <fmt/format.h>
 
 #include <chrono>
+#include <optional>
+#include <utility>
 
 #include "vae/error.hpp"
 #include "vae/shuffle.hpp"
@@ -62,17 +64,27 @@ EpochStats Trainer::train_epoch(const std::function<void(int, int, double)>& on_
   epoch_finished_ = false;
   batches_done_ = start_batch;
 
-  auto check_and_report = [&](int done) {
-    if (const long long bad = backend_->first_nonfinite_step())
+  // The NaN guard and the progress line read the device's running sums as they stood after `done`
+  // batches. Inside the epoch they come from snapshots, requested every kProgressInterval batches
+  // and taken when they have arrived (a step or so later on a GPU), so the host never waits for
+  // the device there, with or without a progress line; at the epoch's end the loop waits once.
+  auto report = [&](const LossSums& sums, long long first_nonfinite_step, int done) {
+    if (first_nonfinite_step != 0)
       throw Error(fmt::format("non-finite loss at step {} (epoch {}); training stopped, the last checkpoint is left as it was",
-                              bad, epoch_));
-    if (!on_batch) return;
-    const LossSums sums = backend_->epoch_sums();
-    on_batch(done, batches, (sums.bce + config_.model.beta * sums.kl) / (spans[done - 1].first + spans[done - 1].rows));
+                              first_nonfinite_step, epoch_));
+    if (on_batch)
+      on_batch(done, batches, (sums.bce + config_.model.beta * sums.kl) / (spans[done - 1].first + spans[done - 1].rows));
   };
+  int snapshot_done = 0;  // batches done when the snapshot in flight was requested; 0 when none is
   auto after_step = [&](int done) {
     batches_done_ = done;
-    if (on_batch && done % kProgressInterval == 0 && done != batches) check_and_report(done);
+    if (snapshot_done != 0)
+      if (const std::optional<TrainingBackend::Snapshot> snapshot = backend_->take_snapshot())
+        report(snapshot->sums, snapshot->first_nonfinite_step, std::exchange(snapshot_done, 0));
+    if (snapshot_done == 0 && done % kProgressInterval == 0 && done != batches) {
+      backend_->request_snapshot();
+      snapshot_done = done;
+    }
     return should_stop_ && done != batches && should_stop_();
   };
 
@@ -92,7 +104,12 @@ EpochStats Trainer::train_epoch(const std::function<void(int, int, double)>& on_
       if ((interrupted = after_step(start_batch + batch->index + 1))) break;
     }
   }
-  check_and_report(batches_done_);  // waits for the device's last step
+  // The one wait of the epoch: the device's last step. A snapshot still in flight has landed with it
+  // and is superseded.
+  const long long first_nonfinite_step = backend_->first_nonfinite_step();
+  if (snapshot_done != 0 && !backend_->take_snapshot())
+    throw Error("train_epoch: a progress snapshot had not arrived by the epoch's end");
+  report(backend_->epoch_sums(), first_nonfinite_step, batches_done_);
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   const LossSums sums = backend_->epoch_sums();
 

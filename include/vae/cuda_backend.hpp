@@ -37,6 +37,8 @@ class CudaBackend : public TrainingBackend {
   LossSums epoch_sums() override;
   void set_epoch_sums(const LossSums& sums) override;
   long long first_nonfinite_step() override;
+  void request_snapshot() override;
+  std::optional<Snapshot> take_snapshot() override;
   double evaluate(const MnistSplit& split, int epoch) override;
   std::vector<float> parameters() override;
   long long step() const override { return steps_enqueued_; }
@@ -75,6 +77,14 @@ class CudaBackend : public TrainingBackend {
   DeviceBuffer<uint32_t> epoch_order_, cursor_;
   const MnistSplit* test_split_ = nullptr;
   uint8_t* pinned_ = nullptr;
+  // Where a snapshot lands (pinned, so the copy is truly asynchronous) and the event saying it has.
+  struct PinnedSnapshot {
+    double sums[2];
+    long long first_bad_step;
+  };
+  PinnedSnapshot* snapshot_ = nullptr;
+  cudaEvent_t snapshot_ready_ = nullptr;
+  bool snapshot_pending_ = false;
   size_t slot_bytes_ = 0;
   int next_slot_ = 0;
   long long steps_enqueued_ = 0;

@@ -4,6 +4,8 @@
 #pragma once
 
 #include <memory>
+#include <optional>
+#include <utility>
 #include <vector>
 
 #include "vae/config.hpp"
@@ -25,6 +27,8 @@ class ReferenceBackend : public TrainingBackend {
   LossSums epoch_sums() override { return sums_; }
   void set_epoch_sums(const LossSums& sums) override { sums_ = sums; }
   long long first_nonfinite_step() override { return first_nonfinite_step_; }
+  void request_snapshot() override;
+  std::optional<Snapshot> take_snapshot() override { return std::exchange(snapshot_, std::nullopt); }
   double evaluate(const MnistSplit& split, int epoch) override;
   std::vector<float> parameters() override { return params_; }
   long long step() const override { return step_; }
@@ -45,6 +49,7 @@ class ReferenceBackend : public TrainingBackend {
   LossSums sums_;
   long long step_ = 0;
   long long first_nonfinite_step_ = 0;
+  std::optional<Snapshot> snapshot_;  // requested and not yet taken
 };
 
 }  // namespace vae

@@ -36,8 +36,10 @@ class Trainer {
           std::unique_ptr<TrainingBackend> backend);
 
   // Trains the next epoch (or the rest of a resumed one). on_batch(done, total, mean loss so far) is
-  // called every few batches and after the last; reading the loss may wait for the device, so it is
-  // not read per step. Throws vae::Error naming the step if the loss became non-finite.
+  // called every kProgressInterval batches, from a snapshot the device sends without being waited
+  // for (so a call may come a batch or two after `done`), and after the last batch. Throws
+  // vae::Error naming the step if the loss became non-finite: the snapshots carry the NaN guard,
+  // so that is within about two intervals of that step, or at the epoch's end.
   EpochStats train_epoch(const std::function<void(int, int, double)>& on_batch = {});
 
   // Asked after every step; once it returns true the epoch ends after that step, interrupted.
@@ -55,7 +57,7 @@ class Trainer {
 
   // Host slots in the streaming ring: enough for the producer to stay a few batches ahead.
   static constexpr int kHostSlots = 4;
-  // Batches between progress read-outs.
+  // Batches between progress snapshots (and NaN-guard reads).
   static constexpr int kProgressInterval = 25;
 
  private:

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -40,9 +41,19 @@ class TrainingBackend {
   virtual LossSums epoch_sums() = 0;
   virtual void set_epoch_sums(const LossSums& sums) = 0;
 
-  // The first step whose loss was not finite, 0 if none: the NaN guard. Checked every few batches,
-  // so the device never has to report per step.
+  // The first step whose loss was not finite, 0 if none: the NaN guard (may wait for the device).
   virtual long long first_nonfinite_step() = 0;
+
+  // The running sums and the NaN guard as they stand after the steps enqueued so far, fetched
+  // without waiting for the device: request_snapshot starts the fetch (one at a time; vae::Error if
+  // one is already in flight), take_snapshot hands it over once it has arrived and nullopt until
+  // then. The epoch loop reads its progress this way, so it never drains the pipeline mid-epoch.
+  struct Snapshot {
+    LossSums sums;
+    long long first_nonfinite_step = 0;
+  };
+  virtual void request_snapshot() = 0;
+  virtual std::optional<Snapshot> take_snapshot() = 0;
 
   // Mean loss per image (reconstruction + beta * KL) over the split, ε keyed by the epoch.
   virtual double evaluate(const MnistSplit& split, int epoch) = 0;
