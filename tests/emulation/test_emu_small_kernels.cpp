@@ -244,6 +244,120 @@ TEST(BceKlLoss, NanGuardRecordsTheFirstBadStep) {
   EXPECT_EQ(kl_bad_step[0], 11);
 }
 
+// In emulation the kernel draws its normals with the very CPU code the reference uses, so eps agrees
+// bit for bit. Everything else is the same element_math expression on both sides, compiled with
+// other flags: the reference's build (-march=native) fuses some multiply-adds into one rounding
+// where the kernels' build does not (nvcc fuses its own), which moves a result by a rounding or two
+// of the terms it adds, many ulps of the result where they cancel. So results must agree to four
+// ulps of the magnitude S of their terms (4 · 2⁻²³ · S, about 5e-7 S): anything beyond rounding shows.
+constexpr double kTermRoundings = 4 * 0x1p-23;
+
+// ---- Adam ---------------------------------------------------------------------------------------------
+
+struct AdamState {
+  std::vector<float> params, m, v;
+};
+
+// Past what the capped grid covers in one sweep (132 SMs x 16 blocks x 256 threads = 540,672 threads,
+// four elements each on the vector path), so the grid-stride loop wraps, and not a multiple of 4.
+constexpr int64_t kAdamSize = 2'200'001;
+
+AdamHyper adam_hyper(const std::string& kind) {
+  AdamHyper hyper;
+  if (kind != "adam") {
+    hyper.lr = 3e-3;
+    hyper.weight_decay = 0.01;
+    hyper.decoupled = kind == "adamw";
+  }
+  return hyper;
+}
+
+class AdamStep : public testing::TestWithParam<std::string> {};
+
+// Against the reference on a buffer the grid sweeps more than once: too big for TSan, whose run has
+// the small test further down.
+#if !defined(__SANITIZE_THREAD__)
+// S for one update of each element: the magnitudes of the terms that m, v and the parameter sum.
+struct AdamTerms {
+  std::vector<double> params, m, v;
+};
+AdamTerms adam_terms(const AdamHyper& hyper, long long step, const std::vector<float>& grads, const AdamState& s) {
+  const AdamCoefficients<double> c = adam_coefficients<double>(hyper, step);
+  AdamTerms terms;
+  for (size_t i = 0; i < grads.size(); ++i) {
+    const double p = std::fabs(s.params[i]);
+    const double g = std::fabs(grads[i]) + (hyper.decoupled ? 0.0 : c.weight_decay * p);
+    const double m = c.beta1 * std::fabs(s.m[i]) + c.one_minus_beta1 * g;
+    const double v = c.beta2 * s.v[i] + c.one_minus_beta2 * g * g;
+    terms.m.push_back(m);
+    terms.v.push_back(v);
+    terms.params.push_back(p + c.step_size * m / (std::sqrt(v) / c.bias2_sqrt + c.eps));
+  }
+  return terms;
+}
+
+// From mid-training moments, one update at step 1, 2 and 1000, the step read from memory.
+TEST_P(AdamStep, MatchesReferenceAtSteps1And2And1000) {
+  const AdamHyper hyper = adam_hyper(GetParam());
+  const size_t n = static_cast<size_t>(kAdamSize);
+  const AdamState start{uniform_floats(n, -1.0f, 1.0f, 11), uniform_floats(n, -0.1f, 0.1f, 12),
+                        uniform_floats(n, 0.0f, 0.01f, 13)};
+  std::vector<float> grads = uniform_floats(n, -1.0f, 1.0f, 14);
+  for (size_t i = 0; i < n; i += 17) grads[i] = 0.0f;  // parameters a batch does not touch
+  std::vector<float> previous_params;
+  for (const long long step : {1LL, 2LL, 1000LL}) {
+    SCOPED_TRACE("step " + std::to_string(step));
+    AdamState device = start, expected = start;
+    const std::vector<long long> step_in_memory{step};
+    cuda::adam_step(kAdamSize, hyper, step_in_memory.data(), grads.data(), device.params.data(), device.m.data(),
+                    device.v.data(), nullptr);
+    ref::adam_step<float>(kAdamSize, hyper, step, grads.data(), expected.params.data(), expected.m.data(),
+                          expected.v.data());
+    const AdamTerms terms = adam_terms(hyper, step, grads, start);
+    EXPECT_TRUE(within_scaled(device.params, expected.params, terms.params, kTermRoundings)) << "params";
+    EXPECT_TRUE(within_scaled(device.m, expected.m, terms.m, kTermRoundings)) << "m";
+    EXPECT_TRUE(within_scaled(device.v, expected.v, terms.v, kTermRoundings)) << "v";
+    // The last element, past the first sweep of the grid, was updated at all.
+    EXPECT_NE(device.params.back(), start.params.back());
+    if (!previous_params.empty()) {
+      size_t differ = 0;
+      for (size_t i = 0; i < n; ++i) differ += device.params[i] != previous_params[i];
+      EXPECT_GT(differ, n / 2) << "the step number must change the update";
+    }
+    previous_params = device.params;
+  }
+}
+#endif
+
+// Buffers that are not 16-byte aligned take the scalar loop; each element's update is the same
+// formula either way, so the results are the same bits.
+TEST_P(AdamStep, MisalignedBuffersGiveTheSameBits) {
+  const AdamHyper hyper = adam_hyper(GetParam());
+  const size_t n = 4099;  // the vector loop, then a tail of 3
+  const std::vector<float> params = uniform_floats(n + 1, -1.0f, 1.0f, 21), m = uniform_floats(n + 1, -0.1f, 0.1f, 22),
+                           v = uniform_floats(n + 1, 0.0f, 0.01f, 23), grads = uniform_floats(n + 1, -1.0f, 1.0f, 24);
+  const std::vector<long long> step{3};
+  std::vector<float> p_aligned(params.begin(), params.end() - 1), m_aligned(m.begin(), m.end() - 1),
+      v_aligned(v.begin(), v.end() - 1), g_aligned(grads.begin(), grads.end() - 1);
+  cuda::adam_step(static_cast<int64_t>(n), hyper, step.data(), g_aligned.data(), p_aligned.data(), m_aligned.data(),
+                  v_aligned.data(), nullptr);
+  // The same values one float further on: 4-byte aligned only.
+  std::vector<float> p_shifted(n + 1), m_shifted(n + 1), v_shifted(n + 1), g_shifted(n + 1);
+  std::copy(params.begin(), params.end() - 1, p_shifted.begin() + 1);
+  std::copy(m.begin(), m.end() - 1, m_shifted.begin() + 1);
+  std::copy(v.begin(), v.end() - 1, v_shifted.begin() + 1);
+  std::copy(grads.begin(), grads.end() - 1, g_shifted.begin() + 1);
+  cuda::adam_step(static_cast<int64_t>(n), hyper, step.data(), g_shifted.data() + 1, p_shifted.data() + 1,
+                  m_shifted.data() + 1, v_shifted.data() + 1, nullptr);
+  EXPECT_EQ(std::vector<float>(p_shifted.begin() + 1, p_shifted.end()), p_aligned);
+  EXPECT_EQ(std::vector<float>(m_shifted.begin() + 1, m_shifted.end()), m_aligned);
+  EXPECT_EQ(std::vector<float>(v_shifted.begin() + 1, v_shifted.end()), v_aligned);
+  EXPECT_NE(p_aligned.back(), params[n - 1]);  // the tail was updated
+}
+
+INSTANTIATE_TEST_SUITE_P(Kinds, AdamStep, testing::Values("adam", "adam_l2", "adamw"),
+                         [](const testing::TestParamInfo<std::string>& info) { return info.param; });
+
 // ---- below: no shared memory, so nothing for TSan to find; the ASan build runs these ------------------
 #if !defined(__SANITIZE_THREAD__)
 
@@ -257,13 +371,6 @@ struct LatentShape {
 const LatentShape kLatentShapes[] = {{1, 20}, {96, 20}, {128, 20}, {129, 20}, {1, 2},  {96, 2},
                                      {129, 2}, {3, 3},  {129, 3},  {7, 1},    {1, 1}};
 
-// In emulation the kernel draws its normals with the very CPU code the reference uses, so eps agrees
-// bit for bit. Everything else is the same element_math expression on both sides, compiled with
-// other flags: the reference's build (-march=native) fuses some multiply-adds into one rounding
-// where the kernels' build does not (nvcc fuses its own), which moves a result by a rounding or two
-// of the terms it adds, many ulps of the result where they cancel. So results must agree to four
-// ulps of the magnitude S of their terms (4 · 2⁻²³ · S, about 5e-7 S): anything beyond rounding shows.
-constexpr double kTermRoundings = 4 * 0x1p-23;
 
 TEST(ReparamForward, MatchesReferenceAcrossShapes) {
   uint32_t case_index = 0;
@@ -346,82 +453,6 @@ TEST(ReparamBackward, MatchesReferenceAcrossShapes) {
     EXPECT_TRUE(within_scaled(grad, ref_grad, terms, kTermRoundings));
   }
 }
-
-// ---- Adam ---------------------------------------------------------------------------------------------
-
-struct AdamState {
-  std::vector<float> params, m, v;
-};
-
-// Past what the capped grid covers in one sweep (132 SMs x 16 blocks x 256 threads = 540,672), so the
-// grid-stride loop wraps, and not a multiple of 4.
-constexpr int64_t kAdamSize = 600'001;
-
-AdamHyper adam_hyper(const std::string& kind) {
-  AdamHyper hyper;
-  if (kind != "adam") {
-    hyper.lr = 3e-3;
-    hyper.weight_decay = 0.01;
-    hyper.decoupled = kind == "adamw";
-  }
-  return hyper;
-}
-
-class AdamStep : public testing::TestWithParam<std::string> {};
-
-// S for one update of each element: the magnitudes of the terms that m, v and the parameter sum.
-struct AdamTerms {
-  std::vector<double> params, m, v;
-};
-AdamTerms adam_terms(const AdamHyper& hyper, long long step, const std::vector<float>& grads, const AdamState& s) {
-  const AdamCoefficients<double> c = adam_coefficients<double>(hyper, step);
-  AdamTerms terms;
-  for (size_t i = 0; i < grads.size(); ++i) {
-    const double p = std::fabs(s.params[i]);
-    const double g = std::fabs(grads[i]) + (hyper.decoupled ? 0.0 : c.weight_decay * p);
-    const double m = c.beta1 * std::fabs(s.m[i]) + c.one_minus_beta1 * g;
-    const double v = c.beta2 * s.v[i] + c.one_minus_beta2 * g * g;
-    terms.m.push_back(m);
-    terms.v.push_back(v);
-    terms.params.push_back(p + c.step_size * m / (std::sqrt(v) / c.bias2_sqrt + c.eps));
-  }
-  return terms;
-}
-
-// From mid-training moments, one update at step 1, 2 and 1000, the step read from memory.
-TEST_P(AdamStep, MatchesReferenceAtSteps1And2And1000) {
-  const AdamHyper hyper = adam_hyper(GetParam());
-  const size_t n = static_cast<size_t>(kAdamSize);
-  const AdamState start{uniform_floats(n, -1.0f, 1.0f, 11), uniform_floats(n, -0.1f, 0.1f, 12),
-                        uniform_floats(n, 0.0f, 0.01f, 13)};
-  std::vector<float> grads = uniform_floats(n, -1.0f, 1.0f, 14);
-  for (size_t i = 0; i < n; i += 17) grads[i] = 0.0f;  // parameters a batch does not touch
-  std::vector<float> previous_params;
-  for (const long long step : {1LL, 2LL, 1000LL}) {
-    SCOPED_TRACE("step " + std::to_string(step));
-    AdamState device = start, expected = start;
-    const std::vector<long long> step_in_memory{step};
-    cuda::adam_step(kAdamSize, hyper, step_in_memory.data(), grads.data(), device.params.data(), device.m.data(),
-                    device.v.data(), nullptr);
-    ref::adam_step<float>(kAdamSize, hyper, step, grads.data(), expected.params.data(), expected.m.data(),
-                          expected.v.data());
-    const AdamTerms terms = adam_terms(hyper, step, grads, start);
-    EXPECT_TRUE(within_scaled(device.params, expected.params, terms.params, kTermRoundings)) << "params";
-    EXPECT_TRUE(within_scaled(device.m, expected.m, terms.m, kTermRoundings)) << "m";
-    EXPECT_TRUE(within_scaled(device.v, expected.v, terms.v, kTermRoundings)) << "v";
-    // The last element, past the first sweep of the grid, was updated at all.
-    EXPECT_NE(device.params.back(), start.params.back());
-    if (!previous_params.empty()) {
-      size_t differ = 0;
-      for (size_t i = 0; i < n; ++i) differ += device.params[i] != previous_params[i];
-      EXPECT_GT(differ, n / 2) << "the step number must change the update";
-    }
-    previous_params = device.params;
-  }
-}
-
-INSTANTIATE_TEST_SUITE_P(Kinds, AdamStep, testing::Values("adam", "adam_l2", "adamw"),
-                         [](const testing::TestParamInfo<std::string>& info) { return info.param; });
 
 // ---- per-step device state and the batch gather ---------------------------------------------------------
 
