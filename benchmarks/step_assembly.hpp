@@ -56,6 +56,7 @@ struct StepState {
   ActivationLayout act_layout;
   std::vector<float> initial;
   DeviceBuffer<float> params, grads, m, v, activations, pixels_float, dy_masked, gemm_workspace;
+  DeviceBuffer<unsigned> gemm_counters_buffer;  // split-K tile counters, zero between launches
   std::vector<DeviceBuffer<uint8_t>> masks;  // cuBLASLt's ReLU bits, per layer
   DeviceBuffer<uint8_t> pixels;
   DeviceBuffer<double> row_scratch{2 * static_cast<size_t>(rows)}, totals{2};

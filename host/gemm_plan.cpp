@@ -28,6 +28,7 @@ GemmPlan plan_gemm(int m, int n, int k, Precision /*precision*/, int sm_count) {
   plan.splits = static_cast<int>(ceil_div(k_tiles, tiles_per_split));
   plan.k_per_split = static_cast<int>(tiles_per_split * kTileK);
   plan.workspace_floats = plan.splits > 1 ? static_cast<int64_t>(plan.splits) * m * n : 0;
+  plan.tile_counters = plan.splits > 1 ? output_tiles : 0;
   return plan;
 }
 
@@ -36,6 +37,12 @@ int64_t linear_workspace_floats(int rows, int in, int out, Precision precision, 
   const int64_t input_grad = plan_gemm(rows, in, out, precision, sm_count).workspace_floats;
   const int64_t weight_grad = plan_gemm(out, in, rows, precision, sm_count).workspace_floats;
   return std::max({forward, input_grad, weight_grad});
+}
+
+int64_t linear_workspace_counters(int rows, int in, int out, Precision precision, int sm_count) {
+  return std::max({plan_gemm(rows, out, in, precision, sm_count).tile_counters,
+                   plan_gemm(rows, in, out, precision, sm_count).tile_counters,
+                   plan_gemm(out, in, rows, precision, sm_count).tile_counters});
 }
 
 }  // namespace vae::cuda

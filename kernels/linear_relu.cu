@@ -1,7 +1,8 @@
 // Fused linear layers on our own tiled GEMM: y = relu(x · Wᵀ + b) forward, and dx, dW, db backward
 // with the ReLU mask applied as dy is loaded. One kernel template serves all three products through
 // operand layouts; FP32 runs on CUDA cores, TF32 on tensor cores (mma.m16n8k8, FP32 accumulation).
-// Split-K partial sums are reduced in a fixed order, so results are bitwise reproducible.
+// Split-K partial sums are reduced in a fixed order by the last block of each tile, in the same
+// launch, so results are bitwise reproducible and a layer's product is one kernel.
 #include <cstdint>
 #include <string>
 
@@ -28,13 +29,15 @@ struct Operand {
   bool vector_ok;  // ld % 4 == 0 and the pointers aligned for 4-element loads
 };
 
-// Where results go: straight to out with bias and ReLU, or (split-K) to this split's partial sums.
+// Where results go: straight to out with bias and ReLU, or (split-K) to this split's partial sums,
+// which the tile's last block then sums into out.
 struct Epilogue {
   const float* bias;  // may be null
   bool relu;
   float* out;
   int64_t ldc;
-  float* partials;  // [splits][m][n], used when splits > 1
+  float* partials;          // [splits][m][n], used when splits > 1
+  unsigned* tile_counters;  // [grid_m * grid_n] splits that have stored their partials; zero between launches
 };
 
 __device__ __forceinline__ float to_float(float v) { return v; }
@@ -109,6 +112,34 @@ __device__ __forceinline__ void store_result(const Epilogue& ep, int splits, int
   ep.out[row * ep.ldc + col] = value;
 }
 
+// Split-K without a second kernel: each block of a tile stores its partial sums and counts itself
+// in; the block that arrives last sums every split's partials in split order (the same bits
+// whichever block that is), adds bias and ReLU, and resets the counter for the next launch. No block
+// ever waits for another, so this also runs where blocks run one after another.
+template <int BM, int BN>
+__device__ __forceinline__ void reduce_splits_if_last(const Epilogue& ep, int m, int n, int64_t m0, int64_t n0) {
+  __shared__ bool last;
+  __threadfence();  // this thread's partials reach the device before the block counts itself in
+  __syncthreads();
+  unsigned* counter = ep.tile_counters + blockIdx.y * gridDim.x + blockIdx.x;
+  if (threadIdx.x == 0) last = atomicAdd(counter, 1u) == gridDim.z - 1;
+  __syncthreads();
+  if (!last) return;
+  __threadfence();
+  const int64_t count = static_cast<int64_t>(m) * n;
+  for (int e = threadIdx.x; e < BM * BN; e += blockDim.x) {
+    const int64_t row = m0 + e / BN, col = n0 + e % BN;
+    if (row >= m || col >= n) continue;
+    float total = 0.0f;
+    // L2 loads: the other blocks' partials may not be in this SM's L1, or may be stale there.
+    for (unsigned s = 0; s < gridDim.z; ++s) total += __ldcg(ep.partials + s * count + row * n + col);
+    if (ep.bias != nullptr) total += ep.bias[col];
+    if (ep.relu) total = relu(total);
+    ep.out[row * ep.ldc + col] = total;
+  }
+  if (threadIdx.x == 0) *counter = 0;
+}
+
 template <int N>
 __device__ __forceinline__ void load_fragment(const float* p, float (&v)[N]) {
   if constexpr (N == 4) {
@@ -158,6 +189,7 @@ __global__ void __launch_bounds__((BM / TM) * (BN / TN))
   for (int i = 0; i < TM; ++i)
 #pragma unroll
     for (int j = 0; j < TN; ++j) store_result(ep, gridDim.z, m, n, m0 + ty * TM + i, n0 + tx * TN + j, acc[i][j]);
+  if (gridDim.z > 1) reduce_splits_if_last<BM, BN>(ep, m, n, m0, n0);
 }
 
 // Operands are rounded to TF32 once, as they enter shared memory.
@@ -224,21 +256,7 @@ __global__ void __launch_bounds__(WARPS_M * WARPS_N * 32)
       store_result(ep, gridDim.z, m, n, row + 8, col, acc[mt][nt][2]);
       store_result(ep, gridDim.z, m, n, row + 8, col + 1, acc[mt][nt][3]);
     }
-}
-
-// Sums the split-K partials in split order, then bias and ReLU.
-__global__ void reduce_splits_kernel(int m, int n, int splits, const float* __restrict__ partials,
-                                     const float* __restrict__ bias, bool apply_relu, float* __restrict__ out,
-                                     int64_t ldc) {
-  const int64_t index = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-  const int64_t count = static_cast<int64_t>(m) * n;
-  if (index >= count) return;
-  const int64_t row = index / n, col = index % n;
-  float total = 0.0f;
-  for (int s = 0; s < splits; ++s) total += partials[s * count + index];
-  if (bias != nullptr) total += bias[col];
-  if (apply_relu) total = relu(total);
-  out[row * ldc + col] = total;
+  if (gridDim.z > 1) reduce_splits_if_last<BM, BN>(ep, m, n, m0, n0);
 }
 
 // db[j] = sum over rows of dy[r][j], masked by y > 0 when relu_output is set; one thread per
@@ -270,10 +288,12 @@ void launch_gemm(int m, int n, int k, Operand<TA> a, Operand<TB> b, Epilogue ep,
                  GemmWorkspace workspace, cudaStream_t stream) {
   if (m <= 0 || n <= 0) return;
   const GemmPlan plan = plan_gemm(m, n, k, precision, multiprocessor_count());
-  if (plan.workspace_floats > workspace.floats)
-    throw Error("linear layer: GEMM workspace holds " + std::to_string(workspace.floats) + " floats, needs " +
-                std::to_string(plan.workspace_floats));
+  if (plan.workspace_floats > workspace.floats || plan.tile_counters > workspace.counters)
+    throw Error("linear layer: GEMM workspace holds " + std::to_string(workspace.floats) + " floats and " +
+                std::to_string(workspace.counters) + " tile counters, needs " + std::to_string(plan.workspace_floats) +
+                " and " + std::to_string(plan.tile_counters));
   ep.partials = workspace.data;
+  ep.tile_counters = workspace.tile_counters;
   const dim3 grid(plan.grid_n, plan.grid_m, plan.splits);
   const bool large = plan.shape == TileShape::kLarge;
   if (precision == Precision::kTf32) {
@@ -291,12 +311,6 @@ void launch_gemm(int m, int n, int k, Operand<TA> a, Operand<TB> b, Epilogue ep,
       launch_kernel(gemm_fp32_kernel<32, 32, kTileK, 2, 2, kAContiguousK, kBContiguousK, TA, TB>, grid, 256, stream,
                     m, n, k, plan.k_per_split, a, b, ep);
   }
-  if (plan.splits > 1) {
-    const int64_t count = static_cast<int64_t>(m) * n;
-    constexpr int kBlock = 256;
-    launch_kernel(reduce_splits_kernel, static_cast<unsigned>((count + kBlock - 1) / kBlock), kBlock, stream, m, n,
-                  plan.splits, workspace.data, ep.bias, ep.relu, ep.out, ep.ldc);
-  }
 }
 
 void launch_bias_grad(int rows, int out, const float* dy, const float* relu_output, float* dbias,
@@ -310,7 +324,7 @@ template <typename TX>
 void forward(int rows, int in, int out, bool relu, const TX* x, const float* weight, const float* bias, float* y,
              Precision precision, GemmWorkspace workspace, cudaStream_t stream) {
   launch_gemm<true, true>(rows, out, in, make_operand(x, nullptr, in), make_operand(weight, nullptr, in),
-                          Epilogue{bias, relu, y, out, nullptr}, precision, workspace, stream);
+                          Epilogue{bias, relu, y, out, nullptr, nullptr}, precision, workspace, stream);
 }
 
 // Weight gradient: dW[out, in] = mask(dy)ᵀ · x. A(m = j, k = r) = dy[r][j] (M contiguous),
@@ -319,7 +333,7 @@ template <typename TX>
 void weight_grad(int rows, int in, int out, bool relu, const TX* x, const float* y, const float* dy, float* dweight,
                  Precision precision, GemmWorkspace workspace, cudaStream_t stream) {
   launch_gemm<false, false>(out, in, rows, make_operand(dy, relu ? y : nullptr, out), make_operand(x, nullptr, in),
-                            Epilogue{nullptr, false, dweight, in, nullptr}, precision, workspace, stream);
+                            Epilogue{nullptr, false, dweight, in, nullptr, nullptr}, precision, workspace, stream);
 }
 
 }  // namespace
@@ -342,7 +356,7 @@ void linear_backward(int rows, int in, int out, bool relu, const float* x, const
   if (dx != nullptr) {
     // dx[rows, in] = mask(dy) · W: A = dy (K contiguous), B(k = j, n = i) = W[j][i] (N contiguous).
     launch_gemm<true, false>(rows, in, out, make_operand(dy, mask, out), make_operand(weight, nullptr, in),
-                             Epilogue{nullptr, false, dx, in, nullptr}, precision, workspace, stream);
+                             Epilogue{nullptr, false, dx, in, nullptr, nullptr}, precision, workspace, stream);
   }
   weight_grad(rows, in, out, relu, x, y, dy, dweight, precision, workspace, stream);
   launch_bias_grad(rows, out, dy, mask, dbias, stream);

@@ -22,6 +22,7 @@ void expect_valid(const GemmPlan& p, int m, int n, int k) {
   EXPECT_GE(static_cast<int64_t>(p.splits) * p.k_per_split, k);                   // all of K covered
   EXPECT_LT(static_cast<int64_t>(p.splits - 1) * p.k_per_split, std::max(k, 1));  // no empty split
   EXPECT_EQ(p.workspace_floats, p.splits > 1 ? static_cast<int64_t>(p.splits) * m * n : 0);
+  EXPECT_EQ(p.tile_counters, p.splits > 1 ? static_cast<int64_t>(p.grid_m) * p.grid_n : 0);
 }
 
 TEST(GemmPlan, ValidForEveryShapeOfTheModel) {
@@ -61,6 +62,10 @@ TEST(GemmPlan, LinearWorkspaceCoversAllThreeProducts) {
     EXPECT_GE(ws, plan_gemm(rows, 400, 784, Precision::kFp32, kH200Sms).workspace_floats);
     EXPECT_GE(ws, plan_gemm(rows, 784, 400, Precision::kFp32, kH200Sms).workspace_floats);
     EXPECT_GE(ws, plan_gemm(400, 784, rows, Precision::kFp32, kH200Sms).workspace_floats);
+    const int64_t counters = linear_workspace_counters(rows, 784, 400, Precision::kFp32, kH200Sms);
+    EXPECT_GE(counters, plan_gemm(rows, 400, 784, Precision::kFp32, kH200Sms).tile_counters);
+    EXPECT_GE(counters, plan_gemm(rows, 784, 400, Precision::kFp32, kH200Sms).tile_counters);
+    EXPECT_GE(counters, plan_gemm(400, 784, rows, Precision::kFp32, kH200Sms).tile_counters);
   }
 }
 

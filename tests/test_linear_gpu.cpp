@@ -57,6 +57,22 @@ void expect_close(const char* what, const LinearCase& c, Precision p, const std:
       << name_of(c, p) << " " << what;
 }
 
+// Split-K scratch on the device for one layer's three products: partial sums and zeroed tile counters.
+struct DeviceWorkspace {
+  DeviceWorkspace(int rows, int in, int out, Precision precision)
+      : floats(static_cast<size_t>(std::max<int64_t>(1, linear_workspace_floats(rows, in, out, precision,
+                                                                                 multiprocessor_count())))),
+        counters(static_cast<size_t>(std::max<int64_t>(1, linear_workspace_counters(rows, in, out, precision,
+                                                                                     multiprocessor_count())))) {
+    counters.zero();
+  }
+  GemmWorkspace view() {
+    return {floats.data(), static_cast<int64_t>(floats.size()), counters.data(), static_cast<int64_t>(counters.size())};
+  }
+  DeviceBuffer<float> floats;
+  DeviceBuffer<unsigned> counters;
+};
+
 class LinearKernels : public testing::TestWithParam<Precision> {};
 
 TEST_P(LinearKernels, MatchReferenceOnEveryShape) {
@@ -80,9 +96,8 @@ TEST_P(LinearKernels, MatchReferenceOnEveryShape) {
 
     DeviceBuffer<float> d_x(x), d_w(w), d_b(b), d_dy(dy), d_y(y.size()), d_y_ref(y);
     DeviceBuffer<float> d_dx(dx.size()), d_dw(dw.size()), d_db(db.size());
-    DeviceBuffer<float> ws(static_cast<size_t>(std::max<int64_t>(
-        1, linear_workspace_floats(c.rows, c.in, c.out, precision, sms))));
-    const GemmWorkspace workspace{ws.data(), static_cast<int64_t>(ws.size())};
+    DeviceWorkspace ws(c.rows, c.in, c.out, precision);
+    const GemmWorkspace workspace = ws.view();
     linear_forward(c.rows, c.in, c.out, c.relu, d_x.data(), d_w.data(), d_b.data(), d_y.data(), precision, workspace,
                    nullptr);
     // Backward from the reference's y, so both sides apply the same ReLU mask.
@@ -129,8 +144,8 @@ TEST_P(LinearKernels, PixelInputsAreScaledInTheLoad) {
 
     DeviceBuffer<uint8_t> d_pixels(pixels);
     DeviceBuffer<float> d_w(w), d_b(b), d_dy(dy), d_y(y.size()), d_y_ref(y), d_dw(dw.size()), d_db(db.size());
-    DeviceBuffer<float> ws(static_cast<size_t>(std::max<int64_t>(1, linear_workspace_floats(rows, c.in, c.out, precision, sms))));
-    const GemmWorkspace workspace{ws.data(), static_cast<int64_t>(ws.size())};
+    DeviceWorkspace ws(rows, c.in, c.out, precision);
+    const GemmWorkspace workspace = ws.view();
     linear_forward_pixels(rows, c.in, c.out, true, d_pixels.data(), d_w.data(), d_b.data(), d_y.data(), precision,
                           workspace, nullptr);
     linear_backward_pixels(rows, c.in, c.out, true, d_pixels.data(), d_y_ref.data(), d_dy.data(), d_dw.data(),
@@ -154,8 +169,8 @@ TEST_P(LinearKernels, RepeatRunsAreBitwiseIdentical) {
   for (auto* v : {&x, &w, &b})
     for (float& e : *v) e = dist(rng);
   DeviceBuffer<float> d_x(x), d_w(w), d_b(b), d_y(static_cast<size_t>(rows) * out), d_dw(w.size()), d_db(b.size());
-  DeviceBuffer<float> ws(static_cast<size_t>(std::max<int64_t>(1, linear_workspace_floats(rows, in, out, precision, multiprocessor_count()))));
-  const GemmWorkspace workspace{ws.data(), static_cast<int64_t>(ws.size())};
+  DeviceWorkspace ws(rows, in, out, precision);
+  const GemmWorkspace workspace = ws.view();
   std::vector<float> first_y, first_dw;
   for (int run = 0; run < 3; ++run) {
     linear_forward(rows, in, out, true, d_x.data(), d_w.data(), d_b.data(), d_y.data(), precision, workspace, nullptr);

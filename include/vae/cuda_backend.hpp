@@ -68,6 +68,7 @@ class CudaBackend : public TrainingBackend {
   // (with the GEMM split-K scratch at their end).
   DeviceBuffer<float> params_, grads_, adam_m_, adam_v_, workspace_;
   ActivationLayout activations_;  // the start of workspace_
+  DeviceBuffer<unsigned> tile_counters_;  // split-K arrivals per output tile
   cuda::GemmWorkspace gemm_workspace_;
   DeviceBuffer<double> row_scratch_, train_totals_, eval_totals_;
   DeviceBuffer<long long> step_, first_bad_step_;

@@ -16,10 +16,14 @@ namespace vae::cuda {
 using vae::Precision;
 
 // ---- linear+bias+ReLU (kernels/linear_relu.cu) ------------------------------------------------
-// Scratch for split-K partial sums; sized by linear_workspace_floats for the largest layer.
+// Scratch for split-K: the partial sums, sized by linear_workspace_floats for the largest layer,
+// and one arrival counter per output tile, sized by linear_workspace_counters. The counters must be
+// zero before the first launch; each launch leaves them zero again (so graph replays may reuse them).
 struct GemmWorkspace {
   float* data = nullptr;
   int64_t floats = 0;
+  unsigned* tile_counters = nullptr;
+  int64_t counters = 0;
 };
 
 // y = x · Wᵀ + b (+ReLU). x is float [rows, in].

@@ -24,6 +24,7 @@ struct GemmPlan {
   int splits = 1;              // blocks along K; partial sums are reduced in split order
   int k_per_split = 0;         // a multiple of kTileK
   int64_t workspace_floats = 0;  // splits * m * n when splits > 1, else 0
+  int64_t tile_counters = 0;     // grid_m * grid_n when splits > 1, else 0
 };
 
 // C[m, n] = A[m, k] · B[k, n] on sm_count SMs. Large tiles when they alone fill the GPU, else small
@@ -32,5 +33,7 @@ GemmPlan plan_gemm(int m, int n, int k, Precision precision, int sm_count);
 
 // Workspace a linear layer's forward and backward products need at once (they share one).
 int64_t linear_workspace_floats(int rows, int in, int out, Precision precision, int sm_count);
+// And the tile counters they need at once.
+int64_t linear_workspace_counters(int rows, int in, int out, Precision precision, int sm_count);
 
 }  // namespace vae::cuda

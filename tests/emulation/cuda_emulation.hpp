@@ -45,8 +45,13 @@ inline void __syncwarp(unsigned mask = 0xFFFFFFFFu) {
 inline void __threadfence() {}
 inline void __threadfence_block() {}
 
+// Cache hints: all memory is coherent here.
 template <typename T>
 inline T __ldg(const T* p) {
+  return *p;
+}
+template <typename T>
+inline T __ldcg(const T* p) {
   return *p;
 }
 

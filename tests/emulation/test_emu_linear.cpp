@@ -61,12 +61,18 @@ LayerPlans plans_of(const LinearCase& c, Precision p) {
           plan_gemm(c.out, c.in, c.rows, p, sms)};
 }
 
-// Split-K scratch of exactly the size the layer asks for (none at all when nothing splits).
+// Split-K scratch of exactly the size the layer asks for (none at all when nothing splits): partial
+// sums that start as NaN, so a partial never stored shows, and tile counters that start at zero.
 struct Workspace {
   Workspace(const LinearCase& c, Precision p)
-      : storage(static_cast<size_t>(linear_workspace_floats(c.rows, c.in, c.out, p, multiprocessor_count())), kNaN) {}
-  GemmWorkspace view() { return {storage.empty() ? nullptr : storage.data(), static_cast<int64_t>(storage.size())}; }
+      : storage(static_cast<size_t>(linear_workspace_floats(c.rows, c.in, c.out, p, multiprocessor_count())), kNaN),
+        counters(static_cast<size_t>(linear_workspace_counters(c.rows, c.in, c.out, p, multiprocessor_count())), 0u) {}
+  GemmWorkspace view() {
+    return {storage.empty() ? nullptr : storage.data(), static_cast<int64_t>(storage.size()),
+            counters.empty() ? nullptr : counters.data(), static_cast<int64_t>(counters.size())};
+  }
   std::vector<float> storage;
+  std::vector<unsigned> counters;
 };
 
 // One layer's inputs: x (and the pixels it came from), W, b and the upstream gradient dy.
@@ -408,11 +414,19 @@ TEST_P(LinearKernels, TooSmallAWorkspaceIsAnError) {
   EXPECT_THROW(linear_forward(c.rows, c.in, c.out, c.relu, d.x.data(), d.w.data(), d.b.data(), y.data(), p,
                               GemmWorkspace{}, nullptr),
                Error);
-  // One float short of what the forward product needs.
+  // One float short of what the forward product needs; then enough floats but one counter short.
   std::vector<float> short_storage(static_cast<size_t>(plans.forward.workspace_floats) - 1);
-  const GemmWorkspace one_short{short_storage.data(), static_cast<int64_t>(short_storage.size())};
+  std::vector<unsigned> counters(static_cast<size_t>(plans.forward.tile_counters), 0u);
+  const GemmWorkspace one_short{short_storage.data(), static_cast<int64_t>(short_storage.size()), counters.data(),
+                                static_cast<int64_t>(counters.size())};
   EXPECT_THROW(linear_forward(c.rows, c.in, c.out, c.relu, d.x.data(), d.w.data(), d.b.data(), y.data(), p, one_short,
                               nullptr),
+               Error);
+  std::vector<float> storage(static_cast<size_t>(plans.forward.workspace_floats));
+  const GemmWorkspace one_counter_short{storage.data(), static_cast<int64_t>(storage.size()), counters.data(),
+                                        static_cast<int64_t>(counters.size()) - 1};
+  EXPECT_THROW(linear_forward(c.rows, c.in, c.out, c.relu, d.x.data(), d.w.data(), d.b.data(), y.data(), p,
+                              one_counter_short, nullptr),
                Error);
   EXPECT_THROW(linear_forward_pixels(c.rows, c.in, c.out, c.relu, pixels.data(), d.w.data(), d.b.data(), y.data(), p,
                                      GemmWorkspace{}, nullptr),

@@ -52,11 +52,15 @@ class EmulatedTraining {
     adam_m_.assign(params_.size(), 0.0f);
     adam_v_.assign(params_.size(), 0.0f);
     activations_.assign(static_cast<size_t>(activation_layout_.total), 0.0f);
-    int64_t gemm_floats = 1;
-    for (const LinearSlot& l : layout_.layers)
+    int64_t gemm_floats = 1, gemm_counters = 1;
+    for (const LinearSlot& l : layout_.layers) {
       gemm_floats = std::max(gemm_floats, cuda::linear_workspace_floats(max_rows, l.in, l.out, config.precision,
                                                                         emu::kMultiprocessors));
+      gemm_counters = std::max(gemm_counters, cuda::linear_workspace_counters(max_rows, l.in, l.out,
+                                                                              config.precision, emu::kMultiprocessors));
+    }
     gemm_.assign(static_cast<size_t>(gemm_floats), 0.0f);
+    tile_counters_.assign(static_cast<size_t>(gemm_counters), 0u);
     row_scratch_.assign(2 * static_cast<size_t>(max_rows), 0.0);
     pixels_.assign(static_cast<size_t>(max_rows) * config.model.input, 0);
     ops_.param_layout = &layout_;
@@ -66,7 +70,7 @@ class EmulatedTraining {
     ops_.adam_m = adam_m_.data();
     ops_.adam_v = adam_v_.data();
     ops_.activations = activations_.data();
-    ops_.gemm = cuda::GemmWorkspace{gemm_.data(), gemm_floats};
+    ops_.gemm = cuda::GemmWorkspace{gemm_.data(), gemm_floats, tile_counters_.data(), gemm_counters};
     ops_.row_scratch = row_scratch_.data();
     ops_.totals = totals_;
     ops_.step = &step_;
@@ -109,6 +113,7 @@ class EmulatedTraining {
   ParamLayout layout_;
   ActivationLayout activation_layout_;
   std::vector<float> params_, grads_, adam_m_, adam_v_, activations_, gemm_;
+  std::vector<unsigned> tile_counters_;
   std::vector<double> row_scratch_;
   std::vector<uint8_t> pixels_;
   double totals_[2] = {0, 0};
