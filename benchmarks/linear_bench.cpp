@@ -24,7 +24,7 @@ namespace {
 
 // Every buffer sized for the largest layer at this batch, so all layers share them.
 struct Buffers {
-  Buffers(int rows, int max_features, int64_t gemm_floats, int64_t gemm_counters)
+  Buffers(int rows, int max_features, const cuda::GemmWorkspaceSize& gemm)
       : pixels(random_pixels(static_cast<size_t>(rows) * max_features, 1)),
         pixels_float(static_cast<size_t>(rows) * max_features),
         x(random_floats(static_cast<size_t>(rows) * max_features, 0.0f, 1.0f, 2)),
@@ -43,9 +43,9 @@ struct Buffers {
         below_dbias(max_features),
         mask(cublaslt::mask_bytes(rows, max_features)),
         below_mask(cublaslt::mask_bytes(rows, max_features)),
-        gemm_workspace(static_cast<size_t>(std::max<int64_t>(gemm_floats, 1))),
-        gemm_counters(static_cast<size_t>(std::max<int64_t>(gemm_counters, 1))) {
-    this->gemm_counters.zero();  // the split-K kernels leave them zero after every launch
+        gemm_workspace(static_cast<size_t>(std::max<int64_t>(gemm.floats, 1))),
+        gemm_counters(static_cast<size_t>(std::max<int64_t>(gemm.counters, 1))) {
+    gemm_counters.zero();  // the split-K kernels leave them zero after every launch
     // Half the bits set, in a pattern: the layer below's ReLU mask, for the cuBLASLt backward.
     VAE_CUDA_CHECK(cudaMemset(below_mask.data(), 0x55, below_mask.size()));
     VAE_CUDA_CHECK(cudaDeviceSynchronize());  // the harness stream does not wait for the default stream
@@ -228,20 +228,15 @@ void bench_backward(Harness& h, Buffers& b, const Layer& layer, int rows, Precis
 void bench_linear_layers(Harness& h, int rows) {
   const ParamLayout layout = make_layout(ModelConfig{});
   int max_features = 0;
-  int64_t gemm_floats = 0, gemm_counters = 0;
-  for (const LinearSlot& l : layout.layers) {
-    max_features = std::max({max_features, l.in, l.out});
-    for (Precision p : {Precision::kFp32, Precision::kTf32}) {
-      gemm_floats = std::max(gemm_floats, cuda::linear_workspace_floats(rows, l.in, l.out, p, h.device().sm_count));
-      gemm_counters =
-          std::max(gemm_counters, cuda::linear_workspace_counters(rows, l.in, l.out, p, h.device().sm_count));
-    }
-  }
+  for (const LinearSlot& l : layout.layers) max_features = std::max({max_features, l.in, l.out});
+  cuda::GemmWorkspaceSize gemm;
+  for (Precision p : {Precision::kFp32, Precision::kTf32})
+    gemm.cover(cuda::model_workspace_size(layout, rows, p, h.device().sm_count));
   h.note_once(
       "cublaslt linear backward: a ReLU layer's mask and bias gradient are applied by the next layer's dx GEMM "
       "(DRELU_BGRAD), so each cublaslt row masks the gradient of the layer below instead of its own; per layer "
       "the work differs from ours, over the model it is the same (see the step rows)");
-  Buffers buffers(rows, max_features, gemm_floats, gemm_counters);
+  Buffers buffers(rows, max_features, gemm);
   // The baselines' first-layer input, for their backward (their forward keeps it, as a step would).
   cublas::pixels_to_float(static_cast<int64_t>(rows) * layout.layers[0].in, buffers.pixels.data(),
                           buffers.pixels_float.data(), h.stream());

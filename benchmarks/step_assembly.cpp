@@ -24,21 +24,18 @@ StepState::StepState(const ParamLayout& layout, int rows, int sm_count)
   for (auto* buffer : {&params, &grads, &m, &v}) *buffer = DeviceBuffer<float>(host.size());
   activations = DeviceBuffer<float>(static_cast<size_t>(act_layout.total));
   activations.zero();  // padding stays defined, as CudaBackend's
-  int64_t gemm_floats = 1, gemm_counters = 1;
+  cuda::GemmWorkspaceSize gemm{1, 1};
+  for (Precision p : {Precision::kFp32, Precision::kTf32}) gemm.cover(cuda::model_workspace_size(layout, rows, p, sm_count));
   int widest = 0;
   for (const LinearSlot& l : layout.layers) {
     widest = std::max(widest, l.out);
     masks.emplace_back(cublaslt::mask_bytes(rows, l.out));
-    for (Precision p : {Precision::kFp32, Precision::kTf32}) {
-      gemm_floats = std::max(gemm_floats, cuda::linear_workspace_floats(rows, l.in, l.out, p, sm_count));
-      gemm_counters = std::max(gemm_counters, cuda::linear_workspace_counters(rows, l.in, l.out, p, sm_count));
-    }
   }
   pixels = random_pixels(static_cast<size_t>(rows) * layout.layers[0].in, 31);
   pixels_float = DeviceBuffer<float>(pixels.size());
   dy_masked = DeviceBuffer<float>(static_cast<size_t>(rows) * widest);
-  gemm_workspace = DeviceBuffer<float>(static_cast<size_t>(gemm_floats));
-  gemm_counters_buffer = DeviceBuffer<unsigned>(static_cast<size_t>(gemm_counters));
+  gemm_workspace = DeviceBuffer<float>(static_cast<size_t>(gemm.floats));
+  gemm_counters_buffer = DeviceBuffer<unsigned>(static_cast<size_t>(gemm.counters));
   gemm_counters_buffer.zero();
   reset();
 }

@@ -51,21 +51,16 @@ CudaBackend::CudaBackend(const TrainConfig& config, const MnistSplit& train, con
   // size this run will see (full, the partial last, evaluation's last).
   const int batch = config.batch;
   const int sms = multiprocessor_count();
-  int64_t gemm_floats = 0, gemm_counters = 0;
-  for (int rows : {batch, static_cast<int>(train.count % batch), static_cast<int>(test.count % batch)}) {
-    if (rows == 0) continue;
-    for (const LinearSlot& l : layout_.layers) {
-      gemm_floats = std::max(gemm_floats, cuda::linear_workspace_floats(rows, l.in, l.out, config.precision, sms));
-      gemm_counters = std::max(gemm_counters, cuda::linear_workspace_counters(rows, l.in, l.out, config.precision, sms));
-    }
-  }
+  cuda::GemmWorkspaceSize gemm;
+  for (int rows : {batch, static_cast<int>(train.count % batch), static_cast<int>(test.count % batch)})
+    if (rows != 0) gemm.cover(cuda::model_workspace_size(layout_, rows, config.precision, sms));
   activations_ = make_activation_layout(layout_, batch);
-  workspace_ = DeviceBuffer<float>(static_cast<size_t>(activations_.total + std::max<int64_t>(gemm_floats, 1)));
+  workspace_ = DeviceBuffer<float>(static_cast<size_t>(activations_.total + std::max<int64_t>(gemm.floats, 1)));
   workspace_.zero();  // padding and unused tails stay defined for the sanitizer's initcheck
-  tile_counters_ = DeviceBuffer<unsigned>(static_cast<size_t>(std::max<int64_t>(gemm_counters, 1)));
+  tile_counters_ = DeviceBuffer<unsigned>(static_cast<size_t>(std::max<int64_t>(gemm.counters, 1)));
   tile_counters_.zero();  // the split-K kernels leave them zero after every launch
   gemm_workspace_ =
-      cuda::GemmWorkspace{workspace_.data() + activations_.total, gemm_floats, tile_counters_.data(), gemm_counters};
+      cuda::GemmWorkspace{workspace_.data() + activations_.total, gemm.floats, tile_counters_.data(), gemm.counters};
 
   row_scratch_ = DeviceBuffer<double>(2 * static_cast<size_t>(batch));
   train_totals_ = DeviceBuffer<double>(2);

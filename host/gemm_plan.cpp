@@ -1,6 +1,8 @@
 // plan_gemm: the launch shape of the linear-layer GEMM kernels (kernels/linear_relu.cu).
 #include "vae/gemm_plan.hpp"
 
+#include "vae/layout.hpp"
+
 #include <algorithm>
 
 namespace vae::cuda {
@@ -32,17 +34,18 @@ GemmPlan plan_gemm(int m, int n, int k, Precision /*precision*/, int sm_count) {
   return plan;
 }
 
-int64_t linear_workspace_floats(int rows, int in, int out, Precision precision, int sm_count) {
-  const int64_t forward = plan_gemm(rows, out, in, precision, sm_count).workspace_floats;
-  const int64_t input_grad = plan_gemm(rows, in, out, precision, sm_count).workspace_floats;
-  const int64_t weight_grad = plan_gemm(out, in, rows, precision, sm_count).workspace_floats;
-  return std::max({forward, input_grad, weight_grad});
+GemmWorkspaceSize linear_workspace_size(int rows, int in, int out, Precision precision, int sm_count) {
+  GemmWorkspaceSize size;
+  for (const GemmPlan& plan : {plan_gemm(rows, out, in, precision, sm_count), plan_gemm(rows, in, out, precision, sm_count),
+                               plan_gemm(out, in, rows, precision, sm_count)})
+    size.cover({plan.workspace_floats, plan.tile_counters});
+  return size;
 }
 
-int64_t linear_workspace_counters(int rows, int in, int out, Precision precision, int sm_count) {
-  return std::max({plan_gemm(rows, out, in, precision, sm_count).tile_counters,
-                   plan_gemm(rows, in, out, precision, sm_count).tile_counters,
-                   plan_gemm(out, in, rows, precision, sm_count).tile_counters});
+GemmWorkspaceSize model_workspace_size(const ParamLayout& layout, int rows, Precision precision, int sm_count) {
+  GemmWorkspaceSize size;
+  for (const LinearSlot& l : layout.layers) size.cover(linear_workspace_size(rows, l.in, l.out, precision, sm_count));
+  return size;
 }
 
 }  // namespace vae::cuda

@@ -129,7 +129,7 @@ std::vector<float> split_images(const MnistSplit& split, int64_t first, int coun
   const size_t size = static_cast<size_t>(split.image_size());
   std::vector<float> images(size * count);
   const uint8_t* pixels = split.pixels.data() + size * static_cast<size_t>(first);
-  for (size_t i = 0; i < images.size(); ++i) images[i] = static_cast<float>(pixels[i]) / 255.0f;
+  for (size_t i = 0; i < images.size(); ++i) images[i] = pixel_to_unit(pixels[i]);
   return images;
 }
 

@@ -14,7 +14,7 @@ void linear_forward(int rows, int in, int out, bool relu, const T* x, const T* w
     T* row = y + static_cast<int64_t>(r) * out;
     for (int j = 0; j < out; ++j) {
       const T value = row[j] + bias[j];
-      row[j] = relu && value < T(0) ? T(0) : value;
+      row[j] = relu ? vae::relu(value) : value;
     }
   }
 }
@@ -26,8 +26,7 @@ void linear_backward(int rows, int in, int out, bool relu, const T* x, const T* 
   if (relu) {
     // y = relu(pre) and y > 0 exactly where pre > 0, so y is all the mask needs.
 #pragma omp parallel for schedule(static) if (worth_parallel(count))
-    for (int64_t i = 0; i < count; ++i)
-      if (!(y[i] > T(0))) dy[i] = T(0);
+    for (int64_t i = 0; i < count; ++i) dy[i] = relu_grad(dy[i], y[i]);
   }
   if (dx != nullptr) gemm_nn(rows, in, out, dy, out, 1, weight, in, dx, in);
   gemm_nn(out, in, rows, dy, 1, out, x, in, dweight, in);

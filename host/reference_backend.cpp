@@ -32,9 +32,8 @@ std::vector<uint8_t*> ReferenceBackend::host_slots(int count, size_t bytes) {
 
 void ReferenceBackend::load_pixels(const uint8_t* pixels, int rows) {
   const int64_t count = static_cast<int64_t>(rows) * config_.model.input;
-  // x / 255 as torchvision's ToTensor computes it.
 #pragma omp parallel for schedule(static) if (ref::worth_parallel(count))
-  for (int64_t i = 0; i < count; ++i) batch_[i] = static_cast<float>(pixels[i]) / 255.0f;
+  for (int64_t i = 0; i < count; ++i) batch_[i] = pixel_to_unit(pixels[i]);
 }
 
 std::function<void()> ReferenceBackend::train_step(const uint8_t* pixels, int rows) {

@@ -109,9 +109,9 @@ EpochStats Trainer::train_epoch(const std::function<void(int, int, double)>& on_
   const long long first_nonfinite_step = backend_->first_nonfinite_step();
   if (snapshot_done != 0 && !backend_->take_snapshot())
     throw Error("train_epoch: a progress snapshot had not arrived by the epoch's end");
-  report(backend_->epoch_sums(), first_nonfinite_step, batches_done_);
-  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   const LossSums sums = backend_->epoch_sums();
+  report(sums, first_nonfinite_step, batches_done_);
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
 
   EpochStats stats;
   stats.epoch = epoch_;

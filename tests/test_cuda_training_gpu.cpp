@@ -6,10 +6,10 @@
 #include <cmath>
 #include <cstdlib>
 #include <memory>
-#include <random>
 #include <vector>
 
 #include "gpu_test_support.hpp"
+#include "test_support.hpp"
 #include "vae/cuda_backend.hpp"
 #include "vae/error.hpp"
 #include "vae/reference_backend.hpp"
@@ -18,27 +18,7 @@
 namespace vae {
 namespace {
 
-// Blurry random strokes rather than noise, so the model has something to learn: each image is a few
-// bright discs on a dark ground.
-MnistSplit synthetic_split(uint32_t count, uint32_t seed) {
-  MnistSplit split;
-  split.count = count;
-  split.rows = split.cols = 28;
-  split.pixels.assign(static_cast<size_t>(count) * 784, 0);
-  split.labels.assign(count, 0);
-  std::mt19937 rng(seed);
-  for (uint32_t i = 0; i < count; ++i)
-    for (int disc = 0; disc < 3; ++disc) {
-      const int cx = static_cast<int>(rng() % 20) + 4, cy = static_cast<int>(rng() % 20) + 4;
-      for (int y = 0; y < 28; ++y)
-        for (int x = 0; x < 28; ++x) {
-          const int d2 = (x - cx) * (x - cx) + (y - cy) * (y - cy);
-          uint8_t& p = split.pixels[static_cast<size_t>(i) * 784 + y * 28 + x];
-          if (d2 < 16) p = static_cast<uint8_t>(std::max<int>(p, 255 - d2 * 12));
-        }
-    }
-  return split;
-}
+using testing_support::disc_split;
 
 // How much each test trains. tools/gpu-check.sh sets VAE_GPU_TEST_QUICK for its compute-sanitizer
 // passes, which run 10-100x slower: there every test keeps its comparison but trains on less data
@@ -83,7 +63,7 @@ class CudaTraining : public testing::Test {
  protected:
   // 1,000 images in batches of 128: seven full steps and a partial one of 104 per epoch (quick
   // mode: 300, two full steps and a partial one of 44).
-  MnistSplit train_ = synthetic_split(sizes().train_images, 1), test_ = synthetic_split(sizes().test_images, 2);
+  MnistSplit train_ = disc_split(sizes().train_images, 1), test_ = disc_split(sizes().test_images, 2);
 };
 
 TEST_F(CudaTraining, SameSeedGivesBitwiseIdenticalLossesAndWeights) {
@@ -116,7 +96,7 @@ TEST_F(CudaTraining, FollowsTheCpuReferenceStepByStep) {
   VAE_REQUIRE_GPU();
   const int steps = sizes().reference_steps;
   TrainConfig config;
-  const MnistSplit train = synthetic_split(static_cast<uint32_t>(steps * config.batch), 3);
+  const MnistSplit train = disc_split(static_cast<uint32_t>(steps * config.batch), 3);
   CudaBackend gpu(config, train, test_);
   ReferenceBackend cpu(config);
   std::vector<uint8_t*> slot = gpu.host_slots(1, static_cast<size_t>(config.batch) * 784);

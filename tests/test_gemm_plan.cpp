@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include "vae/gemm_plan.hpp"
+#include "vae/layout.hpp"
 
 namespace vae::cuda {
 namespace {
@@ -58,14 +59,26 @@ TEST(GemmPlan, ShortKIsNeverSplitBeyondItsTiles) {
 
 TEST(GemmPlan, LinearWorkspaceCoversAllThreeProducts) {
   for (int rows : {1, 128, 4096}) {
-    const int64_t ws = linear_workspace_floats(rows, 784, 400, Precision::kFp32, kH200Sms);
-    EXPECT_GE(ws, plan_gemm(rows, 400, 784, Precision::kFp32, kH200Sms).workspace_floats);
-    EXPECT_GE(ws, plan_gemm(rows, 784, 400, Precision::kFp32, kH200Sms).workspace_floats);
-    EXPECT_GE(ws, plan_gemm(400, 784, rows, Precision::kFp32, kH200Sms).workspace_floats);
-    const int64_t counters = linear_workspace_counters(rows, 784, 400, Precision::kFp32, kH200Sms);
-    EXPECT_GE(counters, plan_gemm(rows, 400, 784, Precision::kFp32, kH200Sms).tile_counters);
-    EXPECT_GE(counters, plan_gemm(rows, 784, 400, Precision::kFp32, kH200Sms).tile_counters);
-    EXPECT_GE(counters, plan_gemm(400, 784, rows, Precision::kFp32, kH200Sms).tile_counters);
+    const GemmWorkspaceSize ws = linear_workspace_size(rows, 784, 400, Precision::kFp32, kH200Sms);
+    for (const GemmPlan& p : {plan_gemm(rows, 400, 784, Precision::kFp32, kH200Sms),
+                              plan_gemm(rows, 784, 400, Precision::kFp32, kH200Sms),
+                              plan_gemm(400, 784, rows, Precision::kFp32, kH200Sms)}) {
+      EXPECT_GE(ws.floats, p.workspace_floats);
+      EXPECT_GE(ws.counters, p.tile_counters);
+    }
+  }
+}
+
+TEST(GemmPlan, ModelWorkspaceCoversEveryLayer) {
+  const ParamLayout layout = make_layout(ModelConfig{});
+  for (int rows : {1, 128}) {
+    const GemmWorkspaceSize model = model_workspace_size(layout, rows, Precision::kTf32, kH200Sms);
+    for (const LinearSlot& l : layout.layers) {
+      const GemmWorkspaceSize layer = linear_workspace_size(rows, l.in, l.out, Precision::kTf32, kH200Sms);
+      EXPECT_GE(model.floats, layer.floats);
+      EXPECT_GE(model.counters, layer.counters);
+    }
+    EXPECT_GT(model.floats, 0);  // batch 128 splits K somewhere
   }
 }
 

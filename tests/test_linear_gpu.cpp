@@ -60,10 +60,10 @@ void expect_close(const char* what, const LinearCase& c, Precision p, const std:
 // Split-K scratch on the device for one layer's three products: partial sums and zeroed tile counters.
 struct DeviceWorkspace {
   DeviceWorkspace(int rows, int in, int out, Precision precision)
-      : floats(static_cast<size_t>(std::max<int64_t>(1, linear_workspace_floats(rows, in, out, precision,
-                                                                                 multiprocessor_count())))),
-        counters(static_cast<size_t>(std::max<int64_t>(1, linear_workspace_counters(rows, in, out, precision,
-                                                                                     multiprocessor_count())))) {
+      : DeviceWorkspace(linear_workspace_size(rows, in, out, precision, multiprocessor_count())) {}
+  explicit DeviceWorkspace(const GemmWorkspaceSize& size)
+      : floats(static_cast<size_t>(std::max<int64_t>(1, size.floats))),
+        counters(static_cast<size_t>(std::max<int64_t>(1, size.counters))) {
     counters.zero();
   }
   GemmWorkspace view() {
@@ -190,7 +190,7 @@ TEST_P(LinearKernels, RepeatRunsAreBitwiseIdentical) {
 TEST(LinearKernelsWorkspace, TooSmallAWorkspaceIsAnError) {
   VAE_REQUIRE_GPU();
   const int rows = 128, in = 784, out = 400;
-  ASSERT_GT(linear_workspace_floats(rows, in, out, Precision::kFp32, multiprocessor_count()), 0);
+  ASSERT_GT(linear_workspace_size(rows, in, out, Precision::kFp32, multiprocessor_count()).floats, 0);
   DeviceBuffer<float> x(static_cast<size_t>(rows) * in), w(static_cast<size_t>(out) * in), b(out), y(static_cast<size_t>(rows) * out);
   EXPECT_THROW(linear_forward(rows, in, out, true, x.data(), w.data(), b.data(), y.data(), Precision::kFp32,
                               GemmWorkspace{}, nullptr),

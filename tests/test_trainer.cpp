@@ -45,6 +45,21 @@ TrainingRun train(TrainConfig config, const MnistSplit& train_split, const Mnist
   return run;
 }
 
+// The first `images` images of epoch 1's seeded order trained by a plain loop, batch by batch, the
+// last batch partial: what the Trainer must match.
+void train_in_seeded_order(ReferenceBackend& backend, const TrainConfig& config, const MnistSplit& split,
+                           uint32_t images) {
+  const std::vector<uint32_t> order = shuffled_indices(static_cast<uint32_t>(split.count), config.seed, 1);
+  std::vector<uint8_t> batch(static_cast<size_t>(config.batch) * 784);
+  for (uint32_t first = 0; first < images; first += config.batch) {
+    const int rows = static_cast<int>(std::min<uint32_t>(config.batch, images - first));
+    for (int r = 0; r < rows; ++r)
+      std::copy_n(split.pixels.data() + static_cast<size_t>(order[first + r]) * 784, 784,
+                  batch.data() + static_cast<size_t>(r) * 784);
+    backend.train_step(batch.data(), rows);
+  }
+}
+
 TEST(Trainer, StreamedAndResidentDataTrainIdentically) {
   const MnistSplit train_split = random_split(200, 1), test_split = random_split(50, 2);
   TrainConfig streamed = small_config(), resident = small_config();
@@ -63,15 +78,7 @@ TEST(Trainer, EqualsAPlainLoopOverTheSeededOrder) {
   const TrainingRun run = train(config, train_split, test_split, 1);
 
   ReferenceBackend backend(config);
-  const std::vector<uint32_t> order = shuffled_indices(200, config.seed, 1);
-  std::vector<uint8_t> batch(static_cast<size_t>(config.batch) * 784);
-  for (uint32_t first = 0; first < 200; first += config.batch) {
-    const int rows = static_cast<int>(std::min<uint32_t>(config.batch, 200 - first));
-    for (int r = 0; r < rows; ++r)
-      std::copy_n(train_split.pixels.data() + static_cast<size_t>(order[first + r]) * 784, 784,
-                  batch.data() + static_cast<size_t>(r) * 784);
-    backend.train_step(batch.data(), rows);
-  }
+  train_in_seeded_order(backend, config, train_split, 200);
   EXPECT_EQ(run.params, backend.parameters());
   EXPECT_EQ(run.epochs[0].step, 7);  // 6 batches of 32 and a partial one of 8
   const LossSums sums = backend.epoch_sums();
@@ -160,16 +167,10 @@ TEST(Trainer, NeverWaitsForTheDeviceInsideAnEpoch) {
     losses.push_back(loss);
   });
   EXPECT_EQ(seen, (std::vector<int>{25, 50, 75, 100, 125}));
+  EXPECT_EQ(device.waits, 2) << "the epoch's end waits once for the NaN guard and once for the sums";
   EXPECT_DOUBLE_EQ(losses.back(), stats.train_loss);
   // Each snapshot's mean is the loss over the images of the batches before it, as a wait would give.
-  const std::vector<uint32_t> order = shuffled_indices(1000, config.seed, 1);
-  std::vector<uint8_t> batch(static_cast<size_t>(config.batch) * 784);
-  for (int b = 0; b < 25; ++b) {
-    for (int r = 0; r < config.batch; ++r)
-      std::copy_n(train_split.pixels.data() + static_cast<size_t>(order[b * config.batch + r]) * 784, 784,
-                  batch.data() + static_cast<size_t>(r) * 784);
-    reference.train_step(batch.data(), config.batch);
-  }
+  train_in_seeded_order(reference, config, train_split, 25 * config.batch);
   const LossSums sums = reference.epoch_sums();
   EXPECT_DOUBLE_EQ(losses[0], (sums.bce + config.model.beta * sums.kl) / (25 * config.batch));
 }

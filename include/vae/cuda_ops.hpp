@@ -16,8 +16,8 @@ namespace vae::cuda {
 using vae::Precision;
 
 // ---- linear+bias+ReLU (kernels/linear_relu.cu) ------------------------------------------------
-// Scratch for split-K: the partial sums, sized by linear_workspace_floats for the largest layer,
-// and one arrival counter per output tile, sized by linear_workspace_counters. The counters must be
+// Scratch for split-K: the partial sums and one arrival counter per output tile, sized by
+// linear_workspace_size or model_workspace_size (gemm_plan.hpp). The counters must be
 // zero before the first launch; each launch leaves them zero again (so graph replays may reuse them).
 struct GemmWorkspace {
   float* data = nullptr;

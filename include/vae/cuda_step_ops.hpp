@@ -27,7 +27,7 @@ struct StepOps {
   float* adam_m = nullptr;
   float* adam_v = nullptr;
   float* activations = nullptr;   // [act_layout->total], buffers at the offsets of *act_layout
-  GemmWorkspace gemm{};           // split-K scratch for the largest layer (linear_workspace_floats)
+  GemmWorkspace gemm{};           // split-K scratch for every layer (model_workspace_size)
   double* row_scratch = nullptr;  // [2 * rows]
   double* totals = nullptr;       // [bce, kl]: each loss adds its batch's sums
   long long* step = nullptr;      // Adam's 1-based step; begin_step advances it

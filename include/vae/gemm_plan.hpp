@@ -3,9 +3,14 @@
 // most of the H200's 132 SMs would sit idle. Pure host code, so it has CPU tests.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 
 #include "vae/cuda_ops.hpp"
+
+namespace vae {
+struct ParamLayout;
+}
 
 namespace vae::cuda {
 
@@ -31,9 +36,20 @@ struct GemmPlan {
 // tiles, split along K until about one block per SM.
 GemmPlan plan_gemm(int m, int n, int k, Precision precision, int sm_count);
 
-// Workspace a linear layer's forward and backward products need at once (they share one).
-int64_t linear_workspace_floats(int rows, int in, int out, Precision precision, int sm_count);
-// And the tile counters they need at once.
-int64_t linear_workspace_counters(int rows, int in, int out, Precision precision, int sm_count);
+// What a GemmWorkspace must hold: split-K partial-sum floats and tile counters.
+struct GemmWorkspaceSize {
+  int64_t floats = 0, counters = 0;
+  // Grows to cover another need as well: one workspace shared by several products.
+  void cover(const GemmWorkspaceSize& other) {
+    floats = std::max(floats, other.floats);
+    counters = std::max(counters, other.counters);
+  }
+};
+
+// What a linear layer's forward, input-gradient and weight-gradient products need (they share one
+// workspace, one product at a time).
+GemmWorkspaceSize linear_workspace_size(int rows, int in, int out, Precision precision, int sm_count);
+// What every linear layer of a model needs at a batch of rows.
+GemmWorkspaceSize model_workspace_size(const ParamLayout& layout, int rows, Precision precision, int sm_count);
 
 }  // namespace vae::cuda

@@ -41,9 +41,8 @@ inline void __syncthreads() { ::vae::emu::sync_block(); }
 inline void __syncwarp(unsigned mask = 0xFFFFFFFFu) {
   (void)::vae::emu::exchange_in_warp(mask, 0, ::vae::emu::kSyncWarpCollective, true);
 }
-// Global memory is coherent here, so fences have nothing to order.
+// Global memory is coherent here, so a fence has nothing to order.
 inline void __threadfence() {}
-inline void __threadfence_block() {}
 
 // Cache hints: all memory is coherent here.
 template <typename T>
@@ -57,10 +56,6 @@ inline T __ldcg(const T* p) {
 
 inline unsigned int __float_as_uint(float x) { return std::bit_cast<unsigned int>(x); }
 inline float __uint_as_float(unsigned int x) { return std::bit_cast<float>(x); }
-inline int __float_as_int(float x) { return std::bit_cast<int>(x); }
-inline float __int_as_float(int x) { return std::bit_cast<float>(x); }
-inline long long __double_as_longlong(double x) { return std::bit_cast<long long>(x); }
-inline double __longlong_as_double(long long x) { return std::bit_cast<double>(x); }
 
 // The device's min and max overloads, for the integer and float types kernels mix.
 template <typename T>
@@ -150,23 +145,13 @@ inline int __any_sync(unsigned mask, int predicate) { return __ballot_sync(mask,
 inline int __all_sync(unsigned mask, int predicate) { return __ballot_sync(mask, predicate) == mask; }
 
 // Atomics: the threads of a block interleave only at barriers here and blocks run in turn, so a
-// read-modify-write is indivisible as it stands. Each returns the old value, as on the device.
+// read-modify-write is indivisible as it stands. Returns the old value, as on the device. Integer
+// only: float atomics would make sums depend on block order, which this engine forbids.
 template <typename T>
 inline T atomicAdd(T* address, T value) {
   static_assert(std::is_same_v<T, int> || std::is_same_v<T, unsigned> || std::is_same_v<T, unsigned long long>,
-                "integer atomics only: float atomics would make sums depend on block order");
+                "integer atomics only");
   const T old = *address;
   *address = old + value;
-  return old;
-}
-template <typename T>
-inline T atomicCAS(T* address, T compare, T value) {
-  const T old = *address;
-  if (old == compare) *address = value;
-  return old;
-}
-inline unsigned atomicInc(unsigned* address, unsigned limit) {
-  const unsigned old = *address;
-  *address = old >= limit ? 0 : old + 1;
   return old;
 }

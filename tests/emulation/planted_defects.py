@@ -75,6 +75,11 @@ DEFECTS = [
 ]
 
 
+def restore(pristine, mutant, name):
+    """Makes mutant/name the pristine file again, with a fresh mtime so that make rebuilds it."""
+    shutil.copy(pristine / name, mutant / name)
+
+
 def run(command, **kwargs):
     return subprocess.run(command, text=True, capture_output=True, **kwargs)
 
@@ -102,9 +107,9 @@ def main():
     build_dir = Path(args.build_dir).resolve()
     pristine, mutant = ROOT / "kernels", build_dir / "kernels-under-test"
 
-    build_dir.mkdir(parents=True, exist_ok=True)
+    # A fresh copy with fresh mtimes: a build left by an earlier run may hold a mutant's objects.
     shutil.rmtree(mutant, ignore_errors=True)
-    shutil.copytree(pristine, mutant)
+    shutil.copytree(pristine, mutant, copy_function=shutil.copy)
     configure = run(["cmake", "-S", str(ROOT), "-B", str(build_dir), "-DCMAKE_BUILD_TYPE=Release",
                      f"-DVAE_EMU_KERNEL_DIR={mutant}", "-DVAE_BUILD_BENCHMARKS=OFF"])
     if configure.returncode != 0:
@@ -121,7 +126,7 @@ def main():
 
     escaped = 0
     for defect in defects:
-        shutil.copy(pristine / defect.file, mutant / defect.file)  # a fresh mtime: make rebuilds it
+        restore(pristine, mutant, defect.file)
         source = (mutant / defect.file).read_text()
         if source.count(defect.old) != 1:
             print(f"{defect.name}: cannot be planted, the code it mutates changed ({defect.file}); update {__file__}")
@@ -136,7 +141,7 @@ def main():
             passed, _ = test_passes(build_dir, defect.target, defect.tests)
             print(f"{defect.name}: {'ESCAPED' if passed else 'caught'} by {defect.target} --gtest_filter={defect.tests}")
             escaped += passed
-        shutil.copy(pristine / defect.file, mutant / defect.file)
+        restore(pristine, mutant, defect.file)
     print(f"planted defects: {len(defects) - escaped} of {len(defects)} caught")
     return 0 if escaped == 0 else 1
 

@@ -64,9 +64,9 @@ LayerPlans plans_of(const LinearCase& c, Precision p) {
 // Split-K scratch of exactly the size the layer asks for (none at all when nothing splits): partial
 // sums that start as NaN, so a partial never stored shows, and tile counters that start at zero.
 struct Workspace {
-  Workspace(const LinearCase& c, Precision p)
-      : storage(static_cast<size_t>(linear_workspace_floats(c.rows, c.in, c.out, p, multiprocessor_count())), kNaN),
-        counters(static_cast<size_t>(linear_workspace_counters(c.rows, c.in, c.out, p, multiprocessor_count())), 0u) {}
+  Workspace(const LinearCase& c, Precision p) : Workspace(linear_workspace_size(c.rows, c.in, c.out, p, multiprocessor_count())) {}
+  explicit Workspace(const GemmWorkspaceSize& size)
+      : storage(static_cast<size_t>(size.floats), kNaN), counters(static_cast<size_t>(size.counters), 0u) {}
   GemmWorkspace view() {
     return {storage.empty() ? nullptr : storage.data(), static_cast<int64_t>(storage.size()),
             counters.empty() ? nullptr : counters.data(), static_cast<int64_t>(counters.size())};

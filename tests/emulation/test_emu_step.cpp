@@ -8,10 +8,10 @@
 #include <cmath>
 #include <cstdio>
 #include <limits>
-#include <random>
 #include <vector>
 
 #include "emulator.hpp"
+#include "test_support.hpp"
 #include "vae/activation_layout.hpp"
 #include "vae/config.hpp"
 #include "vae/cuda_step_ops.hpp"
@@ -24,22 +24,7 @@
 namespace vae {
 namespace {
 
-// A few bright discs per image on a dark ground: something to learn, with MNIST's many zeros.
-std::vector<uint8_t> synthetic_images(int count, uint32_t seed) {
-  std::vector<uint8_t> pixels(static_cast<size_t>(count) * 784, 0);
-  std::mt19937 rng(seed);
-  for (int i = 0; i < count; ++i)
-    for (int disc = 0; disc < 3; ++disc) {
-      const int cx = static_cast<int>(rng() % 20) + 4, cy = static_cast<int>(rng() % 20) + 4;
-      for (int y = 0; y < 28; ++y)
-        for (int x = 0; x < 28; ++x) {
-          const int d2 = (x - cx) * (x - cx) + (y - cy) * (y - cy);
-          uint8_t& p = pixels[static_cast<size_t>(i) * 784 + y * 28 + x];
-          if (d2 < 16) p = static_cast<uint8_t>(std::max<int>(p, 255 - d2 * 12));
-        }
-    }
-  return pixels;
-}
+using testing_support::disc_split;
 
 // The CUDA backend's step state, on host memory: what CudaBackend allocates on the device.
 class EmulatedTraining {
@@ -52,15 +37,10 @@ class EmulatedTraining {
     adam_m_.assign(params_.size(), 0.0f);
     adam_v_.assign(params_.size(), 0.0f);
     activations_.assign(static_cast<size_t>(activation_layout_.total), 0.0f);
-    int64_t gemm_floats = 1, gemm_counters = 1;
-    for (const LinearSlot& l : layout_.layers) {
-      gemm_floats = std::max(gemm_floats, cuda::linear_workspace_floats(max_rows, l.in, l.out, config.precision,
-                                                                        emu::kMultiprocessors));
-      gemm_counters = std::max(gemm_counters, cuda::linear_workspace_counters(max_rows, l.in, l.out,
-                                                                              config.precision, emu::kMultiprocessors));
-    }
-    gemm_.assign(static_cast<size_t>(gemm_floats), 0.0f);
-    tile_counters_.assign(static_cast<size_t>(gemm_counters), 0u);
+    const cuda::GemmWorkspaceSize gemm =
+        cuda::model_workspace_size(layout_, max_rows, config.precision, emu::kMultiprocessors);
+    gemm_.assign(static_cast<size_t>(gemm.floats), 0.0f);
+    tile_counters_.assign(static_cast<size_t>(gemm.counters), 0u);
     row_scratch_.assign(2 * static_cast<size_t>(max_rows), 0.0);
     pixels_.assign(static_cast<size_t>(max_rows) * config.model.input, 0);
     ops_.param_layout = &layout_;
@@ -70,7 +50,7 @@ class EmulatedTraining {
     ops_.adam_m = adam_m_.data();
     ops_.adam_v = adam_v_.data();
     ops_.activations = activations_.data();
-    ops_.gemm = cuda::GemmWorkspace{gemm_.data(), gemm_floats, tile_counters_.data(), gemm_counters};
+    ops_.gemm = cuda::GemmWorkspace{gemm_.data(), gemm.floats, tile_counters_.data(), gemm.counters};
     ops_.row_scratch = row_scratch_.data();
     ops_.totals = totals_;
     ops_.step = &step_;
@@ -157,7 +137,7 @@ void follow_reference(const FollowCase& c) {
   config.model.latent = c.latent;
   config.precision = c.precision;
   const int batch = config.batch, last_rows = 97;
-  const std::vector<uint8_t> images = synthetic_images((c.steps - 1) * batch + last_rows, 7);
+  const std::vector<uint8_t> images = disc_split((c.steps - 1) * batch + last_rows, 7).pixels;
   EmulatedTraining emulated(config, batch);
   ReferenceBackend reference(config);
   for (int s = 0; s < c.steps; ++s) {
@@ -195,16 +175,11 @@ TEST(EmulatedStep, Tf32StepsFollowTheReferenceLoosely) {
 TEST(EmulatedStep, EvaluationMatchesTheReference) {
   TrainConfig config;
   const int count = 300;  // two full batches and a partial one
-  const std::vector<uint8_t> images = synthetic_images(count, 3);
-  MnistSplit split;
-  split.count = count;
-  split.rows = split.cols = 28;
-  split.pixels = images;
-  split.labels.assign(count, 0);
+  const MnistSplit split = disc_split(count, 3);
   EmulatedTraining emulated(config, config.batch);
   ReferenceBackend reference(config);
   const double expected = reference.evaluate(split, 4);
-  EXPECT_NEAR(emulated.evaluate(images, count, config.batch, 4), expected, 1e-4 * expected);
+  EXPECT_NEAR(emulated.evaluate(split.pixels, count, config.batch, 4), expected, 1e-4 * expected);
 }
 
 // A NaN in a weight of the ReLU layer reaches the loss through the ReLU (which keeps NaN, as PyTorch's
@@ -212,7 +187,7 @@ TEST(EmulatedStep, EvaluationMatchesTheReference) {
 TEST(EmulatedStep, NanGuardNamesTheStepAPlantedNanPoisons) {
   TrainConfig config;
   const int rows = 16;
-  const std::vector<uint8_t> images = synthetic_images(4 * rows, 5);
+  const std::vector<uint8_t> images = disc_split(4 * rows, 5).pixels;
   EmulatedTraining emulated(config, rows);
   for (int s = 0; s < 2; ++s) emulated.train_step(images.data() + s * rows * 784, rows);
   EXPECT_EQ(emulated.first_bad_step(), 0);
