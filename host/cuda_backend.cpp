@@ -58,16 +58,17 @@ CudaBackend::CudaBackend(const TrainConfig& config, const MnistSplit& train, con
   workspace_ = DeviceBuffer<float>(static_cast<size_t>(activations_.total + std::max<int64_t>(gemm.floats, 1)));
   workspace_.zero();  // padding and unused tails stay defined for the sanitizer's initcheck
   tile_counters_ = DeviceBuffer<unsigned>(static_cast<size_t>(std::max<int64_t>(gemm.counters, 1)));
-  tile_counters_.zero();  // the split-K kernels leave them zero after every launch
+  tile_counters_.zero();  // the layer kernels leave them zero after every launch
   gemm_workspace_ =
       cuda::GemmWorkspace{workspace_.data() + activations_.total, gemm.floats, tile_counters_.data(), gemm.counters};
 
-  row_scratch_ = DeviceBuffer<double>(2 * static_cast<size_t>(batch));
+  loss_scratch_ = DeviceBuffer<double>(static_cast<size_t>(cuda::loss_scratch_doubles(batch, config.model.input)));
   train_totals_ = DeviceBuffer<double>(2);
   eval_totals_ = DeviceBuffer<double>(2);
   train_totals_.zero();
   step_ = DeviceBuffer<long long>(1);
   step_.zero();
+  adam_coefficients_ = DeviceBuffer<AdamCoefficients<float>>(1);
   first_bad_step_ = DeviceBuffer<long long>(1);
   first_bad_step_.zero();
   noise_stream_ = DeviceBuffer<uint64_t>(1);
@@ -119,9 +120,10 @@ cuda::StepOps CudaBackend::step_ops(const uint8_t* pixels, double* totals, long 
       .adam_v = adam_v_.data(),
       .activations = workspace_.data(),
       .gemm = gemm_workspace_,
-      .row_scratch = row_scratch_.data(),
+      .loss_scratch = loss_scratch_.data(),
       .totals = totals,
       .step = step_.data(),
+      .adam_coefficients = adam_coefficients_.data(),
       .first_bad_step = first_bad_step,
       .noise_stream = noise_stream_.data(),
       .pixels = pixels,

@@ -25,33 +25,35 @@ struct ReferenceVae<T>::Ops {
   T* at(int64_t offset) const { return vae.workspace_.data() + offset; }
   const ActivationLayout& act() const { return vae.act_; }
 
-  void linear_forward(int rows, int layer) const {
+  // The reference has no step counter or optimizer of its own (ReferenceBackend runs Adam after
+  // the gradients), so only the work of evaluation and of the gradients rides on its layers.
+  void linear_forward(int rows, int layer, step::ForwardWork work) {
+    if (work.begin_step) throw Error("reference model: no step counter to advance");
     const LinearSlot& l = vae.layout_.layers[layer];
     const LayerInput in = act().input(layer);
     ref::linear_forward(rows, l.in, l.out, l.relu, in.images ? x : at(in.x), params + l.weight_offset,
                         params + l.bias_offset, at(act().out[layer]));
+    if (work.reparam)
+      ref::reparam_forward(rows, act().latent, seed, stream, at(act().out[layer]), at(act().eps), at(act().z));
+    if (work.loss != step::LossWork::kNone) {
+      const bool gradient = work.loss == step::LossWork::kSumsAndGradient;
+      sums = ref::bce_kl_loss(rows, vae.model_.input, act().latent, at(act().out[layer]), x,
+                              at(act().out[vae.layout_.head()]), gradient ? at(act().grad[layer]) : nullptr,
+                              vae.row_sums_.data());
+    }
   }
-  void reparam_forward(int rows) const {
-    ref::reparam_forward(rows, act().latent, seed, stream, at(act().out[vae.layout_.head()]), at(act().eps),
-                         at(act().z));
-  }
-  void loss(int rows, bool gradient) {
-    const int out = vae.layout_.output();
-    sums = ref::bce_kl_loss(rows, vae.model_.input, act().latent, at(act().out[out]), x,
-                            at(act().out[vae.layout_.head()]), gradient ? at(act().grad[out]) : nullptr,
-                            vae.row_sums_.data());
-  }
-  void linear_backward(int rows, int layer) const {
+  void linear_backward(int rows, int layer, step::BackwardWork work) const {
+    if (work.optimizer) throw Error("reference model: no optimizer in the step");
     const LinearSlot& l = vae.layout_.layers[layer];
     const LayerInput in = act().input(layer);
     ref::linear_backward(rows, l.in, l.out, l.relu, in.images ? x : at(in.x), params + l.weight_offset,
                          at(act().out[layer]), at(act().grad[layer]), in.images ? nullptr : at(in.dx),
                          grads + l.weight_offset, grads + l.bias_offset);
-  }
-  void reparam_backward(int rows) const {
-    const int head = vae.layout_.head();
-    ref::reparam_backward(rows, act().latent, static_cast<T>(vae.model_.beta), at(act().out[head]), at(act().eps),
-                          at(act().dz), at(act().grad[head]));
+    if (work.reparam) {
+      const int head = vae.layout_.head();
+      ref::reparam_backward(rows, act().latent, static_cast<T>(vae.model_.beta), at(act().out[head]), at(act().eps),
+                            at(act().dz), at(act().grad[head]));
+    }
   }
 };
 

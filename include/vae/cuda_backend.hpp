@@ -68,10 +68,11 @@ class CudaBackend : public TrainingBackend {
   // (with the GEMM split-K scratch at their end).
   DeviceBuffer<float> params_, grads_, adam_m_, adam_v_, workspace_;
   ActivationLayout activations_;  // the start of workspace_
-  DeviceBuffer<unsigned> tile_counters_;  // split-K arrivals per output tile
+  DeviceBuffer<unsigned> tile_counters_;  // the layer kernels' hand-over counters
   cuda::GemmWorkspace gemm_workspace_;
-  DeviceBuffer<double> row_scratch_, train_totals_, eval_totals_;
+  DeviceBuffer<double> loss_scratch_, train_totals_, eval_totals_;
   DeviceBuffer<long long> step_, first_bad_step_;
+  DeviceBuffer<AdamCoefficients<float>> adam_coefficients_;  // the step's, derived as it advances
   DeviceBuffer<uint64_t> noise_stream_;
   DeviceBuffer<uint8_t> device_batches_;  // kDeviceSlots streamed batches, then one resident-gather batch
   DeviceBuffer<uint8_t> test_pixels_, resident_pixels_;

@@ -15,10 +15,21 @@ namespace vae::cuda {
 
 using vae::Precision;
 
-// ---- linear+bias+ReLU (kernels/linear_relu.cu) ------------------------------------------------
-// Scratch for split-K: the partial sums and one arrival counter per output tile, sized by
-// linear_workspace_size or model_workspace_size (gemm_plan.hpp). The counters must be
-// zero before the first launch; each launch leaves them zero again (so graph replays may reuse them).
+// The NaN guard of the loss: when first_bad_step is set, *first_bad_step = *step the first time the
+// running totals are not finite (they stay so, so that is the step that went wrong).
+struct NonfiniteGuard {
+  const long long* step = nullptr;
+  long long* first_bad_step = nullptr;
+};
+
+// ---- fused linear layers (kernels/linear_forward.cu, kernels/linear_backward.cu) --------------
+// A training step is one forward launch per layer, then one backward launch per layer; what the
+// step needs besides the products rides on those launches as epilogues (below).
+//
+// Scratch for the launches: split-K partial sums and the counters through which blocks hand work
+// to each other, sized by linear_workspace_size or model_workspace_size (gemm_plan.hpp). The
+// counters must be zero before the first launch; each launch leaves them zero again (so graph
+// replays may reuse them).
 struct GemmWorkspace {
   float* data = nullptr;
   int64_t floats = 0;
@@ -26,22 +37,102 @@ struct GemmWorkspace {
   int64_t counters = 0;
 };
 
-// y = x · Wᵀ + b (+ReLU). x is float [rows, in].
-void linear_forward(int rows, int in, int out, bool relu, const float* x, const float* weight, const float* bias,
-                    float* y, Precision precision, GemmWorkspace workspace, cudaStream_t stream);
-// The first layer: x is the uint8 pixels [rows, in], scaled by 1/255 as they are loaded.
-void linear_forward_pixels(int rows, int in, int out, bool relu, const uint8_t* pixels, const float* weight,
-                           const float* bias, float* y, Precision precision, GemmWorkspace workspace,
-                           cudaStream_t stream);
-// Backward given dy; with relu, the mask (y > 0) is applied as dy is loaded, dy itself is not changed.
-// dx may be null. dweight and dbias are overwritten.
-void linear_backward(int rows, int in, int out, bool relu, const float* x, const float* weight, const float* y,
-                     const float* dy, float* dx, float* dweight, float* dbias, Precision precision,
-                     GemmWorkspace workspace, cudaStream_t stream);
-// The first layer's backward: x is uint8 pixels; no dx.
-void linear_backward_pixels(int rows, int in, int out, bool relu, const uint8_t* pixels, const float* y,
-                            const float* dy, float* dweight, float* dbias, Precision precision,
-                            GemmWorkspace workspace, cudaStream_t stream);
+// The first launch of a training step: ++*step, *noise_stream = train_stream(*step) and
+// *adam_coefficients for that step (so that Adam's bias corrections are derived once per step).
+// Enabled when step is set.
+struct StepAdvance {
+  long long* step = nullptr;
+  uint64_t* noise_stream = nullptr;
+  AdamHyper adam{};
+  AdamCoefficients<float>* adam_coefficients = nullptr;
+};
+
+// On the head's forward, whose output is mu ‖ logvar [rows, 2 * latent]: z = mu + exp(logvar / 2) ⊙ eps,
+// eps from cuRAND's Philox keyed by (seed, *noise_stream, element), as reparam_forward draws it.
+// Enabled when z is set.
+struct ReparamEpilogue {
+  int latent = 0;
+  uint64_t seed = 0;
+  const uint64_t* noise_stream = nullptr;
+  float* eps = nullptr;  // [rows, latent]
+  float* z = nullptr;    // [rows, latent]
+};
+
+// On the output layer's forward, whose output is the logits [rows, pixels]: what bce_kl_loss
+// computes, with the same meaning of every argument. scratch holds loss_scratch_doubles(rows,
+// pixels) doubles; on return its first 2 * rows are each row's BCE and KL sums, as bce_kl_loss's
+// row_scratch. Enabled when totals is set.
+struct LossEpilogue {
+  const uint8_t* target = nullptr;     // the batch's pixels [rows, pixels]
+  const float* mu_logvar = nullptr;    // [rows, 2 * latent]
+  int latent = 0;
+  float* dlogits = nullptr;            // null: the sums only (evaluation)
+  double* scratch = nullptr;
+  double* totals = nullptr;            // [bce, kl], this batch's sums added
+  NonfiniteGuard guard{};
+};
+int64_t loss_scratch_doubles(int rows, int pixels);
+
+// y = x · Wᵀ + b (+ReLU), x [rows, in] either float or the uint8 pixels (scaled by 1/255 as they
+// are loaded; exactly one of x and pixels is set), W [out, in], y [rows, out].
+struct LinearForward {
+  int rows = 0, in = 0, out = 0;
+  bool relu = false;
+  const float* x = nullptr;
+  const uint8_t* pixels = nullptr;
+  const float* weight = nullptr;
+  const float* bias = nullptr;
+  float* y = nullptr;
+  StepAdvance advance{};
+  ReparamEpilogue reparam{};
+  LossEpilogue loss{};
+};
+void linear_forward(const LinearForward& layer, Precision precision, GemmWorkspace workspace, cudaStream_t stream);
+
+// On the first decoder layer's backward, whose dx is dz: d(mu ‖ logvar) from dz plus beta times the
+// KL gradient, as reparam_backward computes it. Enabled when dmu_logvar is set.
+struct ReparamGradEpilogue {
+  int latent = 0;
+  float beta = 1.0f;
+  const float* mu_logvar = nullptr;
+  const float* eps = nullptr;
+  float* dmu_logvar = nullptr;
+};
+
+// Adam on the layer's weight and bias, applied as each tile's gradient is complete and no block of
+// the launch still reads the weight, with the coefficients StepAdvance derived. Enabled when
+// coefficients is set; weight and bias of LinearBackward are then updated in place.
+struct AdamEpilogue {
+  const AdamCoefficients<float>* coefficients = nullptr;
+  float* weight_m = nullptr;
+  float* weight_v = nullptr;
+  float* bias_m = nullptr;
+  float* bias_v = nullptr;
+};
+
+// Backward given dy [rows, out]; with relu, the mask (y > 0) is applied as dy is loaded, dy itself is
+// not changed. dweight and dbias are overwritten; dx [rows, in] too unless it is null (the first
+// layer, whose input is the pixels, has none).
+struct LinearBackward {
+  int rows = 0, in = 0, out = 0;
+  bool relu = false;
+  const float* x = nullptr;
+  const uint8_t* pixels = nullptr;
+  float* weight = nullptr;
+  float* bias = nullptr;
+  const float* y = nullptr;
+  const float* dy = nullptr;
+  float* dx = nullptr;
+  float* dweight = nullptr;
+  float* dbias = nullptr;
+  ReparamGradEpilogue reparam{};
+  AdamEpilogue adam{};
+};
+void linear_backward(const LinearBackward& layer, Precision precision, GemmWorkspace workspace, cudaStream_t stream);
+
+// ---- the step's other ops, one launch each --------------------------------------------------
+// The fused step above does their work in its epilogues; these standalone kernels remain for the
+// benchmark's library-assembled steps (cuBLAS, cuBLASLt, cuDNN), which have no such epilogues.
 
 // ---- reparameterisation (kernels/reparam.cu) --------------------------------------------------
 // z = mu + exp(logvar / 2) ⊙ eps, eps from cuRAND's Philox keyed by (seed, *noise_stream, element).
@@ -56,13 +147,7 @@ void reparam_backward(int rows, int latent, float beta, const float* mu_logvar, 
 // writes dlogits = sigmoid(l) - pixels/255 unless dlogits is null. row_scratch (device, at least
 // 2 * rows doubles, from the caller's workspace so that no call allocates) carries the per-row sums
 // between the two fixed-order reduction passes; on return it holds each row's BCE sum in
-// [0, rows) and its KL sum in [rows, 2 * rows).
-// The NaN guard rides on the same launch: when `guard` is given, *first_bad_step = *step the first
-// time the running totals are not finite (they stay so, so that is the step that went wrong).
-struct NonfiniteGuard {
-  const long long* step = nullptr;
-  long long* first_bad_step = nullptr;
-};
+// [0, rows) and its KL sum in [rows, 2 * rows). The NaN guard rides on the same launch.
 void bce_kl_loss(int rows, int pixels, int latent, const float* logits, const uint8_t* target,
                  const float* mu_logvar, float* dlogits, double* row_scratch, double* totals, NonfiniteGuard guard,
                  cudaStream_t stream);

@@ -12,12 +12,14 @@
 #include "vae/element_math.hpp"
 #include "vae/layout.hpp"
 #include "vae/precision.hpp"
+#include "vae/vae_step.hpp"
 
 namespace vae::cuda {
 
 // It owns nothing: every pointer is device memory (host memory under emulation) that outlives it,
 // and every buffer is sized for act_layout->rows images. The step number and the noise stream are
-// read from device memory, so one enqueued step can be captured in a graph and replayed.
+// read from device memory, so one enqueued step can be captured in a graph and replayed. Each op is
+// one launch: a training step is one forward and one backward launch per layer.
 struct StepOps {
   const ParamLayout* param_layout = nullptr;
   const ActivationLayout* act_layout = nullptr;
@@ -27,12 +29,13 @@ struct StepOps {
   float* adam_m = nullptr;
   float* adam_v = nullptr;
   float* activations = nullptr;   // [act_layout->total], buffers at the offsets of *act_layout
-  GemmWorkspace gemm{};           // split-K scratch for every layer (model_workspace_size)
-  double* row_scratch = nullptr;  // [2 * rows]
+  GemmWorkspace gemm{};           // split-K scratch and counters for every layer (model_workspace_size)
+  double* loss_scratch = nullptr;  // [loss_scratch_doubles(rows, input)]; first each row's BCE, then KL
   double* totals = nullptr;       // [bce, kl]: each loss adds its batch's sums
-  long long* step = nullptr;      // Adam's 1-based step; begin_step advances it
+  long long* step = nullptr;      // Adam's 1-based step; the training step's first launch advances it
+  AdamCoefficients<float>* adam_coefficients = nullptr;  // derived from *step as it advances
   long long* first_bad_step = nullptr;  // the NaN guard's flag; null: no guard (evaluation)
-  uint64_t* noise_stream = nullptr;     // ε's Philox stream; begin_step sets it (evaluation: the caller)
+  uint64_t* noise_stream = nullptr;     // ε's Philox stream; the step sets it (evaluation: the caller)
   const uint8_t* pixels = nullptr;      // the batch [rows, input], also the targets
   Precision precision = Precision::kFp32;  // of the linear layers' GEMMs
   uint64_t seed = 0;
@@ -42,54 +45,59 @@ struct StepOps {
 
   const ParamLayout& layout() const { return *param_layout; }
 
-  void begin_step() const { cuda::advance_step(step, noise_stream, stream); }
-
-  void linear_forward(int rows, int layer) const {
+  void linear_forward(int rows, int layer, step::ForwardWork work) const {
     const LinearSlot& l = param_layout->layers[layer];
     const LayerInput in = act_layout->input(layer);
-    if (in.images)
-      cuda::linear_forward_pixels(rows, l.in, l.out, l.relu, pixels, params + l.weight_offset,
-                                  params + l.bias_offset, at(act_layout->out[layer]), precision, gemm, stream);
-    else
-      cuda::linear_forward(rows, l.in, l.out, l.relu, at(in.x), params + l.weight_offset, params + l.bias_offset,
-                           at(act_layout->out[layer]), precision, gemm, stream);
+    LinearForward f{.rows = rows,
+                    .in = l.in,
+                    .out = l.out,
+                    .relu = l.relu,
+                    .x = in.images ? nullptr : at(in.x),
+                    .pixels = in.images ? pixels : nullptr,
+                    .weight = params + l.weight_offset,
+                    .bias = params + l.bias_offset,
+                    .y = at(act_layout->out[layer])};
+    if (work.begin_step) f.advance = StepAdvance{step, noise_stream, adam, adam_coefficients};
+    if (work.reparam) f.reparam = ReparamEpilogue{act_layout->latent, seed, noise_stream, at(act_layout->eps), at(act_layout->z)};
+    if (work.loss != step::LossWork::kNone) {
+      // The NaN guard rides on the training loss (first_bad_step set); evaluation passes none.
+      const NonfiniteGuard guard = first_bad_step != nullptr ? NonfiniteGuard{step, first_bad_step} : NonfiniteGuard{};
+      f.loss = LossEpilogue{pixels,
+                            at(act_layout->out[param_layout->head()]),
+                            act_layout->latent,
+                            work.loss == step::LossWork::kSumsAndGradient ? at(act_layout->grad[layer]) : nullptr,
+                            loss_scratch,
+                            totals,
+                            guard};
+    }
+    cuda::linear_forward(f, precision, gemm, stream);
   }
 
-  void reparam_forward(int rows) const {
-    cuda::reparam_forward(rows, act_layout->latent, seed, noise_stream, at(act_layout->out[param_layout->head()]),
-                          at(act_layout->eps), at(act_layout->z), stream);
-  }
-
-  // The NaN guard rides on the training loss (first_bad_step set); evaluation passes none.
-  void loss(int rows, bool gradient) const {
-    const int out = param_layout->output();
-    const NonfiniteGuard guard = first_bad_step != nullptr ? NonfiniteGuard{step, first_bad_step} : NonfiniteGuard{};
-    cuda::bce_kl_loss(rows, param_layout->layers[0].in, act_layout->latent, at(act_layout->out[out]), pixels,
-                      at(act_layout->out[param_layout->head()]), gradient ? at(act_layout->grad[out]) : nullptr,
-                      row_scratch, totals, guard, stream);
-  }
-
-  void linear_backward(int rows, int layer) const {
+  void linear_backward(int rows, int layer, step::BackwardWork work) const {
     const LinearSlot& l = param_layout->layers[layer];
     const LayerInput in = act_layout->input(layer);
-    float* dweight = grads + l.weight_offset;
-    float* dbias = grads + l.bias_offset;
-    if (in.images)
-      cuda::linear_backward_pixels(rows, l.in, l.out, l.relu, pixels, at(act_layout->out[layer]),
-                                   at(act_layout->grad[layer]), dweight, dbias, precision, gemm, stream);
-    else
-      cuda::linear_backward(rows, l.in, l.out, l.relu, at(in.x), params + l.weight_offset, at(act_layout->out[layer]),
-                            at(act_layout->grad[layer]), at(in.dx), dweight, dbias, precision, gemm, stream);
-  }
-
-  void reparam_backward(int rows) const {
-    const int head = param_layout->head();
-    cuda::reparam_backward(rows, act_layout->latent, beta, at(act_layout->out[head]), at(act_layout->eps),
-                           at(act_layout->dz), at(act_layout->grad[head]), stream);
-  }
-
-  void optimizer_step() const {
-    cuda::adam_step(param_layout->total, adam, step, grads, params, adam_m, adam_v, stream);
+    LinearBackward b{.rows = rows,
+                     .in = l.in,
+                     .out = l.out,
+                     .relu = l.relu,
+                     .x = in.images ? nullptr : at(in.x),
+                     .pixels = in.images ? pixels : nullptr,
+                     .weight = params + l.weight_offset,
+                     .bias = params + l.bias_offset,
+                     .y = at(act_layout->out[layer]),
+                     .dy = at(act_layout->grad[layer]),
+                     .dx = in.images ? nullptr : at(in.dx),
+                     .dweight = grads + l.weight_offset,
+                     .dbias = grads + l.bias_offset};
+    if (work.reparam) {
+      const int head = param_layout->head();
+      b.reparam = ReparamGradEpilogue{act_layout->latent, beta, at(act_layout->out[head]), at(act_layout->eps),
+                                      at(act_layout->grad[head])};
+    }
+    if (work.optimizer)
+      b.adam = AdamEpilogue{adam_coefficients, adam_m + l.weight_offset, adam_v + l.weight_offset,
+                            adam_m + l.bias_offset, adam_v + l.bias_offset};
+    cuda::linear_backward(b, precision, gemm, stream);
   }
 
   // The workspace buffer at an ActivationLayout offset.

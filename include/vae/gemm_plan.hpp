@@ -35,19 +35,45 @@ struct GemmPlan {
 // C[m, n] = A[m, k] · B[k, n] on sm_count SMs. Large tiles when they alone fill the GPU, else small
 // tiles, split along K until about one block per SM.
 GemmPlan plan_gemm(int m, int n, int k, Precision precision, int sm_count);
+// The same with the tile shape given (a launch that runs two products shares one shape).
+GemmPlan plan_gemm_shaped(int m, int n, int k, TileShape shape, int sm_count);
 
-// What a GemmWorkspace must hold: split-K partial-sum floats and tile counters.
+// A layer's forward launch (kernels/linear_forward.cu): one GEMM, rows x out over in. Its counters
+// are the split-K tile counters, then one per row of tiles (the loss and the reparameterisation
+// wait for a whole row of tiles), then one for the whole batch (the loss's total).
+struct ForwardPlan {
+  GemmPlan gemm;
+  int64_t row_counters = 0;    // offset of the per-row-of-tiles counters
+  int64_t batch_counter = 0;   // offset of the batch counter
+  int64_t floats = 0, counters = 0;
+};
+ForwardPlan plan_linear_forward(int rows, int in, int out, Precision precision, int sm_count);
+
+// A layer's backward launch (kernels/linear_backward.cu): the input gradient dx (rows x in over out,
+// when the layer has one) and the weight gradient dW (out x in over rows) in one grid of the same
+// tile shape, dx's blocks first. Counters: kBackwardLaunchCounters of the launch's own, then dx's
+// tile counters, then dW's; partial sums: dx's, then dW's.
+inline constexpr int64_t kBackwardLaunchCounters = 3;  // tickets taken, dx blocks done, blocks finished
+struct BackwardPlan {
+  GemmPlan dx, dw;  // dx.grid_m == 0 when the layer has no input gradient
+  int64_t dx_blocks = 0, dw_blocks = 0;
+  int64_t dx_counters = 0, dw_counters = 0;  // offsets of each product's tile counters
+  int64_t dw_floats = 0;                     // offset of dW's partial sums
+  int64_t floats = 0, counters = 0;
+};
+BackwardPlan plan_linear_backward(int rows, int in, int out, bool input_gradient, Precision precision, int sm_count);
+
+// What a GemmWorkspace must hold: split-K partial-sum floats and counters.
 struct GemmWorkspaceSize {
   int64_t floats = 0, counters = 0;
-  // Grows to cover another need as well: one workspace shared by several products.
+  // Grows to cover another need as well: one workspace shared by several launches, one at a time.
   void cover(const GemmWorkspaceSize& other) {
     floats = std::max(floats, other.floats);
     counters = std::max(counters, other.counters);
   }
 };
 
-// What a linear layer's forward, input-gradient and weight-gradient products need (they share one
-// workspace, one product at a time).
+// What a linear layer's forward and backward launches need (they share one workspace).
 GemmWorkspaceSize linear_workspace_size(int rows, int in, int out, Precision precision, int sm_count);
 // What every linear layer of a model needs at a batch of rows.
 GemmWorkspaceSize model_workspace_size(const ParamLayout& layout, int rows, Precision precision, int sm_count);

@@ -1,5 +1,6 @@
 // The VAE step written once, over an ops adapter that each backend supplies (the reference, CUDA,
-// the benchmark's, the CPU emulation's). Its order and its one subtle rule live here and nowhere
+// the benchmark's, the CPU emulation's), as one forward and one backward op per linear layer with
+// the rest of the step riding on them. Its order and its one subtle rule live here and nowhere
 // else: z is drawn after the head's forward and before the first decoder layer's, and dz flows back
 // into the head right after the first decoder layer's backward. Which buffers a layer reads is
 // ActivationLayout::input's business, inside the adapters.
@@ -9,26 +10,33 @@
 
 namespace vae::step {
 
+// What rides on a layer's forward besides the layer itself. A GPU adapter does it in the same
+// launch (as epilogues); the reference does it right after the layer.
+enum class LossWork { kNone, kSums, kSumsAndGradient };
+struct ForwardWork {
+  bool begin_step = false;  // first: advance the step count and this step's noise key
+  bool reparam = false;     // after the head: ε and z from its mu ‖ logvar
+  LossWork loss = LossWork::kNone;  // after the output layer: the BCE and KL sums, and dL/dlogits
+};
+// What rides on a layer's backward besides its weight, bias and input gradients.
+struct BackwardWork {
+  bool reparam = false;    // the first decoder layer: its input gradient is dz; then dL/d(mu ‖ logvar)
+                           // from dz plus beta times the KL gradient
+  bool optimizer = false;  // Adam on this layer's weight and bias
+};
+
 // An adapter provides, for a batch of rows images (rows at most what its buffers hold):
 //   const ParamLayout& layout() const
-//   void linear_forward(int rows, int layer)   the layer's output from its input
-//   void reparam_forward(int rows)             ε and z from the head's mu ‖ logvar
-//   void loss(int rows, bool gradient)         the BCE and KL sums; with gradient also dL/dlogits
-//   void linear_backward(int rows, int layer)  its weight and bias gradients, and its input gradient
-//   void reparam_backward(int rows)            dL/d(mu ‖ logvar) from dz plus beta times the KL gradient
-// and, for training_step only:
-//   void begin_step()                          the step count and this step's noise key
-//   void optimizer_step()                      Adam over every parameter
+//   void linear_forward(int rows, int layer, ForwardWork)    the layer's output from its input
+//   void linear_backward(int rows, int layer, BackwardWork)  its gradients from its output gradient
 // It may also provide `phase(Phase)`, returning a guard that lives while that phase is enqueued
 // (CudaBackend's NVTX ranges); adapters without it get nothing.
-enum class Phase { kForward, kLoss, kBackward, kOptimizer };
+enum class Phase { kForward, kBackward };
 
 constexpr const char* name(Phase phase) {
   switch (phase) {
     case Phase::kForward: return "forward";
-    case Phase::kLoss: return "loss";
     case Phase::kBackward: return "backward";
-    case Phase::kOptimizer: return "optimizer";
   }
   return "";
 }
@@ -47,62 +55,53 @@ auto enter(Ops& ops, Phase phase) {
 // The encoder and the head: images to mu ‖ logvar.
 template <class Ops>
 void encode(Ops& ops, int rows) {
-  for (int i = 0; i < ops.layout().first_decoder(); ++i) ops.linear_forward(rows, i);
+  for (int i = 0; i < ops.layout().first_decoder(); ++i) ops.linear_forward(rows, i, ForwardWork{});
 }
 
 // The decoder and the output layer: z to the logits.
 template <class Ops>
 void decode(Ops& ops, int rows) {
   const int layers = static_cast<int>(ops.layout().layers.size());
-  for (int i = ops.layout().first_decoder(); i < layers; ++i) ops.linear_forward(rows, i);
+  for (int i = ops.layout().first_decoder(); i < layers; ++i) ops.linear_forward(rows, i, ForwardWork{});
 }
 
+// Images to the loss: z is drawn after the head, the first decoder layer's input.
 template <class Ops>
-void forward(Ops& ops, int rows) {
+void forward(Ops& ops, int rows, LossWork loss, bool begin_step) {
   [[maybe_unused]] auto guard = detail::enter(ops, Phase::kForward);
-  encode(ops, rows);
-  ops.reparam_forward(rows);  // z is the first decoder layer's input
-  decode(ops, rows);
+  const ParamLayout& layout = ops.layout();
+  for (int i = 0; i <= layout.output(); ++i)
+    ops.linear_forward(rows, i, ForwardWork{begin_step && i == 0, i == layout.head(), i == layout.output() ? loss : LossWork::kNone});
 }
 
-// The chain reversed. Every layer's output gradient is complete before its backward runs.
+// The chain reversed. Every layer's output gradient is complete before its backward runs: dz once
+// the first decoder layer's backward has run, and d(mu ‖ logvar) with it.
 template <class Ops>
-void backward(Ops& ops, int rows) {
+void backward(Ops& ops, int rows, bool optimizer) {
   [[maybe_unused]] auto guard = detail::enter(ops, Phase::kBackward);
   const ParamLayout& layout = ops.layout();
-  for (int i = layout.output(); i >= layout.first_decoder(); --i) ops.linear_backward(rows, i);
-  ops.reparam_backward(rows);  // dz is complete once the first decoder layer's backward has run
-  for (int i = layout.head(); i >= 0; --i) ops.linear_backward(rows, i);
-}
-
-template <class Ops>
-void loss(Ops& ops, int rows, bool gradient) {
-  [[maybe_unused]] auto guard = detail::enter(ops, Phase::kLoss);
-  ops.loss(rows, gradient);
+  for (int i = layout.output(); i >= 0; --i)
+    ops.linear_backward(rows, i, BackwardWork{i == layout.first_decoder(), optimizer});
 }
 
 // Evaluation: forward and the loss sums, no gradient. The caller keys the noise beforehand.
 template <class Ops>
 void evaluate(Ops& ops, int rows) {
-  forward(ops, rows);
-  loss(ops, rows, false);
+  forward(ops, rows, LossWork::kSums, false);
 }
 
-// Every parameter's gradient of the summed loss, without the update.
+// Every parameter's gradient of the summed loss, without the update. The caller keys the noise.
 template <class Ops>
 void gradients(Ops& ops, int rows) {
-  forward(ops, rows);
-  loss(ops, rows, true);
-  backward(ops, rows);
+  forward(ops, rows, LossWork::kSumsAndGradient, false);
+  backward(ops, rows, false);
 }
 
 // One optimisation step: advance the step (and with it the noise), gradients, Adam.
 template <class Ops>
 void training_step(Ops& ops, int rows) {
-  ops.begin_step();
-  gradients(ops, rows);
-  [[maybe_unused]] auto guard = detail::enter(ops, Phase::kOptimizer);
-  ops.optimizer_step();
+  forward(ops, rows, LossWork::kSumsAndGradient, true);
+  backward(ops, rows, true);
 }
 
 }  // namespace vae::step

@@ -41,7 +41,7 @@ class EmulatedTraining {
         cuda::model_workspace_size(layout_, max_rows, config.precision, emu::kMultiprocessors);
     gemm_.assign(static_cast<size_t>(gemm.floats), 0.0f);
     tile_counters_.assign(static_cast<size_t>(gemm.counters), 0u);
-    row_scratch_.assign(2 * static_cast<size_t>(max_rows), 0.0);
+    loss_scratch_.assign(static_cast<size_t>(cuda::loss_scratch_doubles(max_rows, config.model.input)), 0.0);
     pixels_.assign(static_cast<size_t>(max_rows) * config.model.input, 0);
     ops_.param_layout = &layout_;
     ops_.act_layout = &activation_layout_;
@@ -51,9 +51,10 @@ class EmulatedTraining {
     ops_.adam_v = adam_v_.data();
     ops_.activations = activations_.data();
     ops_.gemm = cuda::GemmWorkspace{gemm_.data(), gemm.floats, tile_counters_.data(), gemm.counters};
-    ops_.row_scratch = row_scratch_.data();
+    ops_.loss_scratch = loss_scratch_.data();
     ops_.totals = totals_;
     ops_.step = &step_;
+    ops_.adam_coefficients = &adam_coefficients_;
     ops_.first_bad_step = &first_bad_step_;
     ops_.noise_stream = &noise_stream_;
     ops_.pixels = pixels_.data();
@@ -94,11 +95,12 @@ class EmulatedTraining {
   ActivationLayout activation_layout_;
   std::vector<float> params_, grads_, adam_m_, adam_v_, activations_, gemm_;
   std::vector<unsigned> tile_counters_;
-  std::vector<double> row_scratch_;
+  std::vector<double> loss_scratch_;
   std::vector<uint8_t> pixels_;
   double totals_[2] = {0, 0};
   long long step_ = 0, first_bad_step_ = 0;
   uint64_t noise_stream_ = 0;
+  AdamCoefficients<float> adam_coefficients_{};
   cuda::StepOps ops_;
 };
 
