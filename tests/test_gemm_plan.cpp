@@ -1,6 +1,6 @@
-// The GEMM launch plan, checked on the host: every output tile covered, K split into even,
-// non-empty ranges, enough blocks to fill the H200's 132 SMs at batch 128, and the workspace that
-// needs.
+// The GEMM launch plans, checked on the host: every output tile covered, K split into even,
+// non-empty ranges, enough blocks to fill the H200's 132 SMs at batch 128, and the workspace (partial
+// sums and counters) each layer launch needs.
 #include <gtest/gtest.h>
 
 #include "vae/gemm_plan.hpp"
@@ -57,15 +57,59 @@ TEST(GemmPlan, ShortKIsNeverSplitBeyondItsTiles) {
   expect_valid(p, 128, 40, 20);
 }
 
-TEST(GemmPlan, LinearWorkspaceCoversAllThreeProducts) {
+// The forward launch's counters: split-K's per tile, then one per row of tiles, then the batch's.
+TEST(LayerPlan, ForwardCountersFollowTheSplitKCounters) {
+  for (int rows : {1, 97, 128, 4096})
+    for (auto [in, out] : {std::pair{784, 400}, {400, 40}, {400, 784}}) {
+      const ForwardPlan f = plan_linear_forward(rows, in, out, Precision::kFp32, kH200Sms);
+      expect_valid(f.gemm, rows, out, in);
+      EXPECT_EQ(f.row_counters, f.gemm.tile_counters);
+      EXPECT_EQ(f.batch_counter, f.row_counters + f.gemm.grid_m);
+      EXPECT_EQ(f.counters, f.batch_counter + 1);
+      EXPECT_EQ(f.floats, f.gemm.workspace_floats);
+    }
+}
+
+// dx and dW share one launch, so one tile shape; their counters and partial sums never overlap.
+TEST(LayerPlan, BackwardProductsShareAShapeAndSplitTheWorkspace) {
+  for (int rows : {1, 97, 128, 4096})
+    for (auto [in, out] : {std::pair{784, 400}, {400, 40}, {20, 400}, {400, 784}, {13, 37}})
+      for (bool input_gradient : {false, true}) {
+        SCOPED_TRACE(std::to_string(rows) + " " + std::to_string(in) + "->" + std::to_string(out));
+        const BackwardPlan b = plan_linear_backward(rows, in, out, input_gradient, Precision::kTf32, kH200Sms);
+        expect_valid(b.dw, out, in, rows);
+        EXPECT_EQ(b.dw_blocks, static_cast<int64_t>(b.dw.grid_m) * b.dw.grid_n * b.dw.splits);
+        if (input_gradient) {
+          expect_valid(b.dx, rows, in, out);
+          EXPECT_EQ(b.dx.shape, b.dw.shape);
+          EXPECT_EQ(b.dx_blocks, static_cast<int64_t>(b.dx.grid_m) * b.dx.grid_n * b.dx.splits);
+        } else {
+          EXPECT_EQ(b.dx_blocks, 0);
+        }
+        EXPECT_EQ(b.dx_counters, kBackwardLaunchCounters);
+        EXPECT_EQ(b.dw_counters, b.dx_counters + b.dx.tile_counters);
+        EXPECT_EQ(b.counters, b.dw_counters + b.dw.tile_counters);
+        EXPECT_EQ(b.dw_floats, b.dx.workspace_floats);
+        EXPECT_EQ(b.floats, b.dw_floats + b.dw.workspace_floats);
+      }
+}
+
+TEST(LayerPlan, BatchOf128FillsTheGpuInEveryBackwardLaunch) {
+  const ParamLayout layout = make_layout(ModelConfig{});
+  for (size_t i = 0; i < layout.layers.size(); ++i) {
+    const LinearSlot& l = layout.layers[i];
+    const BackwardPlan b = plan_linear_backward(128, l.in, l.out, i > 0, Precision::kFp32, kH200Sms);
+    EXPECT_GE(b.dx_blocks + b.dw_blocks, kH200Sms) << "layer " << i;
+  }
+}
+
+TEST(GemmPlan, LinearWorkspaceCoversBothLaunches) {
   for (int rows : {1, 128, 4096}) {
     const GemmWorkspaceSize ws = linear_workspace_size(rows, 784, 400, Precision::kFp32, kH200Sms);
-    for (const GemmPlan& p : {plan_gemm(rows, 400, 784, Precision::kFp32, kH200Sms),
-                              plan_gemm(rows, 784, 400, Precision::kFp32, kH200Sms),
-                              plan_gemm(400, 784, rows, Precision::kFp32, kH200Sms)}) {
-      EXPECT_GE(ws.floats, p.workspace_floats);
-      EXPECT_GE(ws.counters, p.tile_counters);
-    }
+    const ForwardPlan f = plan_linear_forward(rows, 784, 400, Precision::kFp32, kH200Sms);
+    const BackwardPlan b = plan_linear_backward(rows, 784, 400, true, Precision::kFp32, kH200Sms);
+    EXPECT_GE(ws.floats, std::max(f.floats, b.floats));
+    EXPECT_GE(ws.counters, std::max(f.counters, b.counters));
   }
 }
 

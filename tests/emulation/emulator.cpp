@@ -8,12 +8,14 @@
 #include <sys/mman.h>
 #include <ucontext.h>
 
+#include <algorithm>
 #include <atomic>
 #include <bit>
 #include <cmath>
 #include <cstring>
 #include <exception>
 #include <memory>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -80,6 +82,7 @@ class Engine {
   void wait_in_warp(Fiber& fiber, unsigned mask, uint32_t collective, bool orders_memory);
   void mma(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]);
   long long launches = 0;
+  uint64_t block_order_seed = 0;
 
  private:
   static void entry();
@@ -427,14 +430,21 @@ void Engine::launch(dim3 grid, dim3 block, const std::function<void()>& body) {
   body_ = &body;
   grid_ = grid;
   block_ = block;
-  bool ascending = true;
+  std::vector<uint3> blocks;
+  blocks.reserve(static_cast<size_t>(grid.x) * grid.y * grid.z);
   for (unsigned z = 0; z < grid.z; ++z)
     for (unsigned y = 0; y < grid.y; ++y)
-      for (unsigned x = 0; x < grid.x; ++x) {
-        block_index_ = uint3{x, y, z};
-        run_block(static_cast<unsigned>(threads), ascending);
-        ascending = !ascending;
-      }
+      for (unsigned x = 0; x < grid.x; ++x) blocks.push_back(uint3{x, y, z});
+  if (block_order_seed != 0) {
+    std::mt19937_64 order(block_order_seed ^ static_cast<uint64_t>(launches));
+    std::shuffle(blocks.begin(), blocks.end(), order);
+  }
+  bool ascending = true;
+  for (const uint3& index : blocks) {
+    block_index_ = index;
+    run_block(static_cast<unsigned>(threads), ascending);
+    ascending = !ascending;
+  }
 }
 
 }  // namespace
@@ -442,6 +452,7 @@ void Engine::launch(dim3 grid, dim3 block, const std::function<void()>& body) {
 void launch(dim3 grid, dim3 block, const std::function<void()>& body) { engine.launch(grid, block, body); }
 long long launch_count() { return engine.launches; }
 void reset_launch_count() { engine.launches = 0; }
+void set_block_order(uint64_t seed) { engine.block_order_seed = seed; }
 uint3 thread_index() { return engine.thread_index(); }
 uint3 block_index() { return engine.block_index(); }
 dim3 block_dim() { return engine.block_dim(); }

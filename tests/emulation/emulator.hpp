@@ -1,7 +1,7 @@
 // The CPU emulator of the CUDA execution model that the kernel sources run on in CI (no GPU there).
-// A launch runs its blocks one after another; the threads of a block are fibers on the calling
-// thread, switched at every barrier, so __syncthreads, per-block __shared__ storage, warp shuffles
-// and mma.sync behave as on the device. Under ThreadSanitizer every CUDA thread is its own TSan
+// A launch runs its blocks one after another (by index, or shuffled: set_block_order); the threads
+// of a block are fibers on the calling thread, switched at every barrier, so __syncthreads,
+// per-block __shared__ storage, warp shuffles and mma.sync behave as on the device. Under ThreadSanitizer every CUDA thread is its own TSan
 // fiber and only barriers order them, so a race between two barriers is reported as racecheck would.
 //
 // What it cannot see: races between blocks (they run in turn), shared memory read before it is
@@ -26,6 +26,12 @@ inline constexpr int kWarpSize = 32;
 // per block, a grid dimension out of range), for a deadlock or a barrier some threads never reach,
 // and rethrows what a thread threw.
 void launch(dim3 grid, dim3 block, const std::function<void()>& body);
+
+// The order in which every later launch runs its blocks: 0 (the default) by index, x fastest, as a
+// device usually starts them; any other seed a shuffle of them, different for each launch. Kernels
+// whose blocks hand work to each other must give the same bits in any order: which block arrives
+// last at a tile or a row then differs from launch to launch.
+void set_block_order(uint64_t seed);
 
 // Launches since the process started (or since reset_launch_count), to count kernels per step.
 long long launch_count();

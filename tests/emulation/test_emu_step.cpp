@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "emulator.hpp"
+#include "kernel_checks.hpp"
 #include "test_support.hpp"
 #include "vae/activation_layout.hpp"
 #include "vae/config.hpp"
@@ -87,6 +88,13 @@ class EmulatedTraining {
   }
 
   std::vector<float>& params() { return params_; }
+  // Everything a step leaves behind for the next, to compare runs bit for bit.
+  std::vector<float> state() const {
+    std::vector<float> all = params_;
+    all.insert(all.end(), adam_m_.begin(), adam_m_.end());
+    all.insert(all.end(), adam_v_.begin(), adam_v_.end());
+    return all;
+  }
   const ParamLayout& layout() const { return layout_; }
   long long first_bad_step() const { return first_bad_step_; }
 
@@ -147,8 +155,12 @@ void follow_reference(const FollowCase& c) {
     const uint8_t* batch_images = images.data() + static_cast<size_t>(s) * batch * 784;
     const long long launches_before = emu::launch_count();
     const LossSums got = emulated.train_step(batch_images, rows);
-    if (s == 0)
-      std::printf("%s: kernels per training step: %lld\n", c.name, emu::launch_count() - launches_before);
+    if (s == 0) {
+      const long long launches = emu::launch_count() - launches_before;
+      std::printf("%s: kernels per training step: %lld\n", c.name, launches);
+      // One forward and one backward launch per linear layer, nothing else.
+      EXPECT_LE(launches, 2 * static_cast<long long>(emulated.layout().layers.size())) << c.name;
+    }
     const LossSums before = reference.epoch_sums();
     reference.train_step(batch_images, rows);
     const LossSums after = reference.epoch_sums();
@@ -173,6 +185,37 @@ TEST(EmulatedStep, DeeperModelFollowsTheReferenceFor5Steps) {
 TEST(EmulatedStep, Tf32StepsFollowTheReferenceLoosely) {
   follow_reference({"784-400-20 tf32", {400}, 20, Precision::kTf32, 3, 1e-2, 1e-2});
 }
+
+// Same seed, same bits: the state after a few steps (a partial batch last) and every step's sums are
+// identical run to run, and also when the blocks run in a shuffled order, so that different blocks
+// arrive last at each split-K tile, row of tiles and backward launch.
+void expect_same_bits_in_any_block_order(Precision precision, int steps) {
+  TrainConfig config;
+  config.precision = precision;
+  const int batch = config.batch;
+  const std::vector<uint8_t> images = disc_split(steps * batch, 11).pixels;
+  auto run = [&](uint64_t block_order) {
+    emu::set_block_order(block_order);
+    EmulatedTraining emulated(config, batch);
+    std::vector<double> sums;
+    for (int s = 0; s < steps; ++s) {
+      const LossSums got = emulated.train_step(images.data() + static_cast<size_t>(s) * batch * 784,
+                                               s + 1 < steps ? batch : 61);
+      sums.insert(sums.end(), {got.bce, got.kl});
+    }
+    emu::set_block_order(0);
+    return std::pair{emulated.state(), sums};
+  };
+  const auto first = run(0);
+  for (uint64_t order : {0, 12345}) {
+    const auto again = run(order);
+    EXPECT_TRUE(kernel_checks::bitwise_equal(again.first, first.first)) << "block order " << order;
+    EXPECT_TRUE(kernel_checks::bitwise_equal(again.second, first.second)) << "block order " << order;
+  }
+}
+
+TEST(EmulatedStep, SameSeedSameBitsInAnyBlockOrderFp32) { expect_same_bits_in_any_block_order(Precision::kFp32, 3); }
+TEST(EmulatedStep, SameSeedSameBitsInAnyBlockOrderTf32) { expect_same_bits_in_any_block_order(Precision::kTf32, 2); }
 
 TEST(EmulatedStep, EvaluationMatchesTheReference) {
   TrainConfig config;
