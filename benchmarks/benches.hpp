@@ -14,8 +14,9 @@ void bench_linear_layers(Harness& harness, int rows);
 void bench_loss(Harness& harness, int rows);
 // Adam over the default model's parameters: one launch against one per tensor.
 void bench_adam(Harness& harness);
-// Whole training steps at this batch with the linear layers from each implementation (the rest
-// ours), as replayed graphs and as plain launches.
+// Whole training steps at this batch: ours fused (one forward and one backward launch per layer)
+// against the unfused steps assembled from each library's linear layers and our standalone
+// kernels, as replayed graphs and as plain launches.
 void bench_steps(Harness& harness, int rows);
 // Whole epochs of the runtime at batch 128 and 1024: graph replay and plain launches, streamed
 // and device-resident data, FP32 and TF32.

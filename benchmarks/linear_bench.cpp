@@ -45,7 +45,7 @@ struct Buffers {
         below_mask(cublaslt::mask_bytes(rows, max_features)),
         gemm_workspace(static_cast<size_t>(std::max<int64_t>(gemm.floats, 1))),
         gemm_counters(static_cast<size_t>(std::max<int64_t>(gemm.counters, 1))) {
-    gemm_counters.zero();  // the split-K kernels leave them zero after every launch
+    gemm_counters.zero();  // the layer kernels leave them zero after every launch
     // Half the bits set, in a pattern: the layer below's ReLU mask, for the cuBLASLt backward.
     VAE_CUDA_CHECK(cudaMemset(below_mask.data(), 0x55, below_mask.size()));
     VAE_CUDA_CHECK(cudaDeviceSynchronize());  // the harness stream does not wait for the default stream
@@ -85,14 +85,17 @@ void bench_forward(Harness& h, Buffers& b, const Layer& layer, int rows, Precisi
   const cuda::GemmWorkspace workspace = b.workspace();
   RowLabel label{"op", "linear forward", layer.shape, "ours", precision};
 
-  h.time(label, [&] {
-    if (layer.first)
-      cuda::linear_forward_pixels(rows, l.in, l.out, l.relu, b.pixels.data(), b.weight.data(), b.bias.data(),
-                                  b.y_ours.data(), precision, workspace, stream);
-    else
-      cuda::linear_forward(rows, l.in, l.out, l.relu, x, b.weight.data(), b.bias.data(), b.y_ours.data(), precision,
-                           workspace, stream);
-  }, cost);
+  // The plain layer: no epilogue.
+  const cuda::LinearForward forward{.rows = rows,
+                                    .in = l.in,
+                                    .out = l.out,
+                                    .relu = l.relu,
+                                    .x = layer.first ? nullptr : x,
+                                    .pixels = layer.first ? b.pixels.data() : nullptr,
+                                    .weight = b.weight.data(),
+                                    .bias = b.bias.data(),
+                                    .y = b.y_ours.data()};
+  h.time(label, [&] { cuda::linear_forward(forward, precision, workspace, stream); }, cost);
   // The baselines cannot read uint8 operands: their first layer converts the pixels first, timed.
   const auto convert = [&] {
     if (layer.first)
@@ -161,14 +164,20 @@ void bench_backward(Harness& h, Buffers& b, const Layer& layer, int rows, Precis
   RowLabel label{"op", "linear backward", layer.shape, "ours", precision};
 
   // y_ours holds ours' forward output of this layer (bench_forward ran just before): the ReLU mask.
-  h.time(label, [&] {
-    if (layer.first)
-      cuda::linear_backward_pixels(rows, l.in, l.out, l.relu, b.pixels.data(), b.y_ours.data(), b.dy.data(),
-                                   b.dweight_ours.data(), b.dbias_ours.data(), precision, workspace, stream);
-    else
-      cuda::linear_backward(rows, l.in, l.out, l.relu, x, b.weight.data(), b.y_ours.data(), b.dy.data(), dx_ours,
-                            b.dweight_ours.data(), b.dbias_ours.data(), precision, workspace, stream);
-  }, cost);
+  // The plain layer: no epilogue, so the bias (which only Adam would update) is not needed.
+  const cuda::LinearBackward backward{.rows = rows,
+                                      .in = l.in,
+                                      .out = l.out,
+                                      .relu = l.relu,
+                                      .x = layer.first ? nullptr : x,
+                                      .pixels = layer.first ? b.pixels.data() : nullptr,
+                                      .weight = b.weight.data(),
+                                      .y = b.y_ours.data(),
+                                      .dy = b.dy.data(),
+                                      .dx = dx_ours,
+                                      .dweight = b.dweight_ours.data(),
+                                      .dbias = b.dbias_ours.data()};
+  h.time(label, [&] { cuda::linear_backward(backward, precision, workspace, stream); }, cost);
   // The largest relative difference over dW, db and (when it is comparable) dx.
   const auto compare = [&](bool input) {
     const double weights = max_relative_difference(b.dweight_other.data(), b.dweight_ours.data(),

@@ -1,4 +1,4 @@
-// The assembled step's buffers, its four linear-layer chains and the step's sequence itself.
+// The step's buffers, its four linear-layer chains and the steps built on them.
 #include "step_assembly.hpp"
 
 #include <algorithm>
@@ -64,9 +64,10 @@ cuda::StepOps StepState::ops(Precision precision, cudaStream_t stream) {
       .activations = activations.data(),
       .gemm = {gemm_workspace.data(), static_cast<int64_t>(gemm_workspace.size()), gemm_counters_buffer.data(),
                static_cast<int64_t>(gemm_counters_buffer.size())},
-      .row_scratch = row_scratch.data(),
+      .loss_scratch = loss_scratch.data(),
       .totals = totals.data(),
       .step = step.data(),
+      .adam_coefficients = adam_coefficients.data(),
       .first_bad_step = first_bad_step.data(),
       .noise_stream = noise_stream.data(),
       .pixels = pixels.data(),
@@ -80,19 +81,26 @@ cuda::StepOps StepState::ops(Precision precision, cudaStream_t stream) {
 
 namespace {
 
-// Our layers are the CUDA adapter's own.
+// Our layers are the CUDA adapter's own. Fused, the step is CudaBackend's (the rest of the step in
+// the layers' epilogues); unfused, it is assembled as the libraries' are, which measures the fusion.
 class OursChain : public LinearChain {
  public:
-  explicit OursChain(Precision precision) : precision_(precision) {}
+  OursChain(Precision precision, bool fused) : precision_(precision), fused_(fused) {}
   void forward(StepState& s, int i, cudaStream_t stream) override {
-    s.ops(precision_, stream).linear_forward(s.rows, i);
+    s.ops(precision_, stream).linear_forward(s.rows, i, {});
   }
   void backward(StepState& s, int i, cudaStream_t stream) override {
-    s.ops(precision_, stream).linear_backward(s.rows, i);
+    s.ops(precision_, stream).linear_backward(s.rows, i, {});
+  }
+  void enqueue_step(StepState& s, cudaStream_t stream) override {
+    if (!fused_) return LinearChain::enqueue_step(s, stream);
+    cuda::StepOps ops = s.ops(precision_, stream);
+    step::training_step(ops, s.rows);
   }
 
  private:
   Precision precision_;
+  bool fused_;
 };
 
 // The library chains read float inputs: the first layer converts the pixels first (and its
@@ -172,7 +180,9 @@ class CudnnChain : public LinearChain {
 
 }  // namespace
 
-std::unique_ptr<LinearChain> ours_chain(Precision precision) { return std::make_unique<OursChain>(precision); }
+std::unique_ptr<LinearChain> ours_chain(Precision precision, bool fused) {
+  return std::make_unique<OursChain>(precision, fused);
+}
 
 std::unique_ptr<LinearChain> cublas_chain(cublasHandle_t blas, Precision precision) {
   return std::make_unique<CublasChain>(blas, precision);
@@ -192,19 +202,50 @@ std::unique_ptr<LinearChain> cudnn_chain(const StepState& s, cudnnHandle_t dnn, 
 
 namespace {
 
-// The CUDA adapter with the linear layers from a chain.
+// The CUDA adapter with the linear layers from a chain and each epilogue of the fused step done by
+// our standalone kernel for it, one launch each, on the same buffers.
 struct ChainOps : cuda::StepOps {
   StepState* state;
   LinearChain* chain;
-  void linear_forward(int /*rows*/, int layer) const { chain->forward(*state, layer, stream); }
-  void linear_backward(int /*rows*/, int layer) const { chain->backward(*state, layer, stream); }
+
+  void linear_forward(int rows, int layer, step::ForwardWork work) const {
+    if (work.begin_step) cuda::advance_step(step, noise_stream, stream);
+    chain->forward(*state, layer, stream);
+    const int head = param_layout->head();
+    if (work.reparam)
+      cuda::reparam_forward(rows, act_layout->latent, seed, noise_stream, at(act_layout->out[head]),
+                            at(act_layout->eps), at(act_layout->z), stream);
+    if (work.loss != step::LossWork::kNone) {
+      // The NaN guard rides on the training loss (first_bad_step set), as in StepOps.
+      const cuda::NonfiniteGuard guard =
+          first_bad_step != nullptr ? cuda::NonfiniteGuard{step, first_bad_step} : cuda::NonfiniteGuard{};
+      // bce_kl_loss's 2 * rows of row sums fit in the fused loss's scratch.
+      cuda::bce_kl_loss(rows, param_layout->layers[0].in, act_layout->latent, at(act_layout->out[layer]), pixels,
+                        at(act_layout->out[head]),
+                        work.loss == step::LossWork::kSumsAndGradient ? at(act_layout->grad[layer]) : nullptr,
+                        loss_scratch, totals, guard, stream);
+    }
+  }
+
+  void linear_backward(int rows, int layer, step::BackwardWork work) const {
+    chain->backward(*state, layer, stream);
+    if (work.reparam) {
+      const int head = param_layout->head();
+      cuda::reparam_backward(rows, act_layout->latent, beta, at(act_layout->out[head]), at(act_layout->eps),
+                             at(act_layout->dz), at(act_layout->grad[head]), stream);
+    }
+    // Layer 0's backward is the last: then every gradient is complete and one Adam launch over the
+    // flat buffers does per element what the fused step's per-layer updates do.
+    if (work.optimizer && layer == 0)
+      cuda::adam_step(param_layout->total, adam, step, grads, params, adam_m, adam_v, stream);
+  }
 };
 
 }  // namespace
 
-void enqueue_step(StepState& s, LinearChain& chain, cudaStream_t stream) {
+void LinearChain::enqueue_step(StepState& s, cudaStream_t stream) {
   // The precision is only that of our linear layers, which the chain replaces.
-  ChainOps ops{s.ops(Precision::kFp32, stream), &s, &chain};
+  ChainOps ops{s.ops(Precision::kFp32, stream), &s, this};
   step::training_step(ops, s.rows);
 }
 

@@ -1,7 +1,9 @@
-// Whole training steps of the default model (step_assembly.hpp) with the linear layers from each
-// implementation, each timed as a replayed CUDA graph and as plain launches on one device-resident
-// batch, L2 not flushed (a step finds what the previous one left). Every assembly's gradients
-// after one step from the same state are compared with ours', a check of its whole backward chain.
+// Whole training steps of the default model (step_assembly.hpp): ours fused, one forward and one
+// backward launch per layer (8 for the default model), against each library's linear layers
+// assembled with our standalone kernels into the unfused step (and our own layers so assembled, to
+// measure what the fusion gains). Each is timed as a replayed CUDA graph and as plain launches on
+// one device-resident batch, L2 not flushed (a step finds what the previous one left). Every assembly's gradients after one step from the same state are compared
+// with ours', a check of its whole backward chain.
 #include <fmt/format.h>
 
 #include <cmath>
@@ -39,19 +41,19 @@ std::vector<float> bench_chain(Harness& h, StepState& s, LinearChain& chain, con
                                Precision precision) {
   const cudaStream_t stream = h.stream();
   s.reset();
-  enqueue_step(s, chain, stream);  // also the first run, where cuBLASLt picks its algorithms
+  chain.enqueue_step(s, stream);  // also the first run, where cuBLASLt picks its algorithms
   VAE_CUDA_CHECK(cudaStreamSynchronize(stream));
   std::vector<float> grads = s.grads.download();
 
   const OpCost cost = step_cost(s.layout, s.rows);
   const std::string batch = fmt::format("batch {}", s.rows);
-  h.time({"step", "train step", batch + ", plain launches", impl, precision}, [&] { enqueue_step(s, chain, stream); },
+  h.time({"step", "train step", batch + ", plain launches", impl, precision}, [&] { chain.enqueue_step(s, stream); },
          cost, /*flush_l2=*/false);
 
   cudaGraph_t graph = nullptr;
   VAE_CUDA_CHECK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeRelaxed));
   try {
-    enqueue_step(s, chain, stream);
+    chain.enqueue_step(s, stream);
   } catch (...) {
     cudaStreamEndCapture(stream, &graph);
     if (graph != nullptr) cudaGraphDestroy(graph);
@@ -96,6 +98,9 @@ void bench_steps(Harness& h, int rows) {
       h.results()[h.results().size() - 2].extra["max_rel_diff"] = difference;  // the plain-launch row
       h.record_difference(difference);                                        // the graph row
     };
+    h.attempt(fmt::format("ours unfused step, batch {}", rows), [&] {
+      compare(bench_chain(h, s, *ours_chain(precision, /*fused=*/false), "ours unfused", precision));
+    });
     h.attempt(fmt::format("cublas step, batch {}", rows), [&] {
       compare(bench_chain(h, s, *cublas_chain(h.blas(), precision), "cublas", precision));
     });
