@@ -18,40 +18,53 @@ namespace vae::cuda::gemm {
 // One GEMM operand. A is [M x K], B is [K x N]. With contiguous K, A(m, k) = data[m * ld + k] and
 // B(k, n) = data[n * ld + k]; otherwise A(m, k) = data[k * ld + m] and B(k, n) = data[k * ld + n].
 // uint8 data are pixels, read as value / 255. relu_output, when set, masks each element by
-// (relu_output > 0) at the same index: the ReLU backward, fused into the load.
-template <typename T>
+// (relu_output > 0) at the same index: the ReLU backward, fused into the load. kReadOnly: the data do
+// not change while the kernel runs, so vector loads may go through the non-coherent read-only cache
+// (__ldg); an operand that a later block of the same launch writes (the weight Adam updates in the
+// backward) must not.
+template <typename T, bool kReadOnly_ = true>
 struct Operand {
+  static constexpr bool kReadOnly = kReadOnly_;
   const T* data;
   const float* relu_output;
   int64_t ld;
   bool vector_ok;  // ld % 4 == 0 and the pointers aligned for 4-element loads
 };
 
-template <typename T>
-Operand<T> make_operand(const T* data, const float* relu_output, int64_t ld) {
+template <typename T, bool kReadOnly = true>
+Operand<T, kReadOnly> make_operand(const T* data, const float* relu_output, int64_t ld) {
   auto aligned = [](const void* p, uintptr_t bytes) { return reinterpret_cast<uintptr_t>(p) % bytes == 0; };
   const bool vector_ok = ld % 4 == 0 && aligned(data, 4 * sizeof(T)) &&
                          (relu_output == nullptr || aligned(relu_output, 4 * sizeof(float)));
-  return Operand<T>{data, relu_output, ld, vector_ok};
+  return Operand<T, kReadOnly>{data, relu_output, ld, vector_ok};
 }
 
 __device__ __forceinline__ float to_float(float v) { return v; }
 __device__ __forceinline__ float to_float(uint8_t v) { return pixel_to_unit(v); }
 
+template <bool kReadOnly, typename V>
+__device__ __forceinline__ V load_vector(const V* p) {
+  if constexpr (kReadOnly)
+    return __ldg(p);
+  else
+    return *p;
+}
+template <bool kReadOnly>
 __device__ __forceinline__ void load4(const float* p, float (&v)[4]) {
-  const float4 q = __ldg(reinterpret_cast<const float4*>(p));
+  const float4 q = load_vector<kReadOnly>(reinterpret_cast<const float4*>(p));
   v[0] = q.x, v[1] = q.y, v[2] = q.z, v[3] = q.w;
 }
+template <bool kReadOnly>
 __device__ __forceinline__ void load4(const uint8_t* p, float (&v)[4]) {
-  const uchar4 q = __ldg(reinterpret_cast<const uchar4*>(p));
+  const uchar4 q = load_vector<kReadOnly>(reinterpret_cast<const uchar4*>(p));
   v[0] = to_float(q.x), v[1] = to_float(q.y), v[2] = to_float(q.z), v[3] = to_float(q.w);
 }
 
 // Loads an outer x inner tile of `op` (inner = the contiguous dimension) starting at (outer0,
 // inner0); elements at or past the limits read as 0, so every tail is handled here and the compute
 // loops never branch. store(o, i, value) puts element (o, i) of the tile into shared memory.
-template <int kThreads, int kOuter, int kInner, typename T, typename Store>
-__device__ __forceinline__ void load_tile(const Operand<T>& op, int64_t outer0, int64_t inner0, int64_t outer_limit,
+template <int kThreads, int kOuter, int kInner, class Op, typename Store>
+__device__ __forceinline__ void load_tile(const Op& op, int64_t outer0, int64_t inner0, int64_t outer_limit,
                                           int64_t inner_limit, Store store) {
   constexpr int kChunksPerRow = kInner / 4;
   for (int chunk = threadIdx.x; chunk < kOuter * kChunksPerRow; chunk += kThreads) {
@@ -61,10 +74,10 @@ __device__ __forceinline__ void load_tile(const Operand<T>& op, int64_t outer0, 
     if (go < outer_limit) {
       const int64_t base = go * op.ld + gi;
       if (op.vector_ok && gi + 4 <= inner_limit) {
-        load4(op.data + base, v);
+        load4<Op::kReadOnly>(op.data + base, v);
         if (op.relu_output != nullptr) {
           float y[4];
-          load4(op.relu_output + base, y);
+          load4<Op::kReadOnly>(op.relu_output + base, y);
           for (int e = 0; e < 4; ++e) v[e] = relu_grad(v[e], y[e]);
         }
       } else {
@@ -157,9 +170,9 @@ __device__ __forceinline__ float round_to_tf32(float x) { return __uint_as_float
 
 // The tile's product over [k_begin, k_end) into acc. Returns after a barrier, with every thread's
 // reads of A and B done, so the caller may signal that the operands are free.
-template <class T, bool kAContiguousK, bool kBContiguousK, typename TA, typename TB>
-__device__ __forceinline__ void accumulate(int m, int n, const TileCoords& at, const Operand<TA>& a,
-                                           const Operand<TB>& b, TileSmem<T>& s, Accumulator<T>& out) {
+template <class T, bool kAContiguousK, bool kBContiguousK, class OpA, class OpB>
+__device__ __forceinline__ void accumulate(int m, int n, const TileCoords& at, const OpA& a, const OpB& b,
+                                           TileSmem<T>& s, Accumulator<T>& out) {
   auto store_a = [&](int kk, int mm, float v) { s.a[kk][mm] = T::kTf32 ? round_to_tf32(v) : v; };
   auto store_b = [&](int kk, int nn, float v) { s.b[kk][nn] = T::kTf32 ? round_to_tf32(v) : v; };
   for (int64_t k0 = at.k_begin; k0 < at.k_end; k0 += T::BK) {

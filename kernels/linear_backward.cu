@@ -58,10 +58,13 @@ __device__ TileCoords tile_of(const ProductGrid& g, unsigned index, int k, int& 
                     min(static_cast<int64_t>(k), k_begin + g.k_per_split)};
 }
 
+// W is read coherently: Adam writes it later in this launch.
+using WeightOperand = Operand<float, /*kReadOnly=*/false>;
+
 // dx [rows, in] = mask(dy) · W: A = dy (K contiguous), B(k = j, n = i) = W[j][i] (N contiguous).
 template <class T>
 __device__ void input_gradient_block(const BackwardArgs& p, unsigned index, const Operand<float>& dy,
-                                     const Operand<float>& weight, gemm::TileSmem<T>& smem) {
+                                     const WeightOperand& weight, gemm::TileSmem<T>& smem) {
   const ProductGrid& g = p.dx_grid;
   int tile_m, tile_n, split;
   const TileCoords at = tile_of<T>(g, index, p.out, tile_m, tile_n, split);
@@ -157,7 +160,7 @@ __device__ void weight_gradient_block(const BackwardArgs& p, unsigned index, con
 // blocks already running. The last block to finish leaves the launch's counters zero.
 template <class T, typename TX>
 __global__ void __launch_bounds__(T::kThreads)
-    linear_backward_kernel(BackwardArgs p, Operand<float> dy_rows, Operand<float> weight, Operand<float> dy_columns,
+    linear_backward_kernel(BackwardArgs p, Operand<float> dy_rows, WeightOperand weight, Operand<float> dy_columns,
                            Operand<TX> x) {
   __shared__ __align__(16) gemm::TileSmem<T> smem;
   __shared__ unsigned ticket;
@@ -178,7 +181,7 @@ template <class T>
 void launch_backward(const LinearBackward& b, const BackwardArgs& args, unsigned blocks, cudaStream_t stream) {
   const float* mask = b.relu ? b.y : nullptr;
   const Operand<float> dy_rows = gemm::make_operand(b.dy, mask, b.out);
-  const Operand<float> weight = gemm::make_operand<float>(b.weight, nullptr, b.in);
+  const WeightOperand weight = gemm::make_operand<float, false>(b.weight, nullptr, b.in);
   if (b.pixels != nullptr)
     launch_kernel(linear_backward_kernel<T, uint8_t>, blocks, T::kThreads, stream, args, dy_rows, weight, dy_rows,
                   gemm::make_operand(b.pixels, nullptr, b.in));
