@@ -26,47 +26,16 @@ namespace {
 
 // ---- helpers ------------------------------------------------------------------------------------
 
-constexpr size_t kGuard = 64;
-constexpr float kSentinel = -7777.0f;
-
-// A stream of our own, so the tests also check that each launcher runs on the stream it is given.
-class TestStream {
- public:
-  TestStream() { VAE_CUDA_CHECK(cudaStreamCreate(&stream_)); }
-  ~TestStream() { cudaStreamDestroy(stream_); }
-  TestStream(const TestStream&) = delete;
-  TestStream& operator=(const TestStream&) = delete;
-  cudaStream_t get() const { return stream_; }
-  void sync() const { VAE_CUDA_CHECK(cudaStreamSynchronize(stream_)); }
-
- private:
-  cudaStream_t stream_ = nullptr;
-};
-
+using gpu_test::download_checked;
+using gpu_test::guarded;
+using gpu_test::guarded_output;
+using gpu_test::kSentinel;
+using gpu_test::TestStream;
 using kernel_checks::all_near;
 using kernel_checks::bitwise_equal;
 using kernel_checks::random_mu_logvar;
 using kernel_checks::random_pixels;
 using kernel_checks::uniform_floats;
-
-// A device buffer holding `contents` followed by kGuard sentinels.
-DeviceBuffer<float> guarded(const std::vector<float>& contents) {
-  std::vector<float> host = contents;
-  host.resize(contents.size() + kGuard, kSentinel);
-  return DeviceBuffer<float>(host);
-}
-// An output buffer: sentinels throughout, so an element the kernel fails to write shows up too.
-DeviceBuffer<float> guarded_output(size_t count) { return guarded(std::vector<float>(count, kSentinel)); }
-
-// The first `count` elements, after checking that the guard past them is untouched.
-std::vector<float> download_checked(const DeviceBuffer<float>& buffer, size_t count) {
-  std::vector<float> host = buffer.download();
-  size_t overwritten = 0;
-  for (size_t k = count; k < host.size(); ++k) overwritten += host[k] != kSentinel;
-  EXPECT_EQ(overwritten, 0u) << "the kernel wrote past element " << count;
-  host.resize(count);
-  return host;
-}
 
 // ---- reparameterisation -------------------------------------------------------------------------
 
@@ -78,15 +47,11 @@ struct LatentShape {
 const LatentShape kLatentShapes[] = {{1, 20},   {20, 20}, {127, 20}, {128, 20}, {129, 20}, {400, 20}, {784, 20},
                                      {4096, 20}, {1, 3},   {3, 3},    {129, 3},  {7, 1},    {1, 1}};
 
-// Tolerances, forward:
-//  eps: the device's Box-Muller takes sin and cos from __sincosf (absolute error about 2^-20.5 over
-//    the (0, 2π] it is given) where the CPU calls sinf/cosf, and logf may differ by an ulp; the
-//    radius is at most sqrt(-2 ln 2^-33) = 6.8, so the draws agree to 6.8 * 2^-20.5 + rounding
-//    ≈ 5e-6 absolute. We allow 1e-5 absolute.
-//  z: recomputed on the host from the device's own eps, so only expf (≤ 2 ulp on the device) and the
-//    fused multiply-add differ: a few ulp of terms below 21 in magnitude. 1e-5 relative + 1e-5 absolute.
-//  z against the reference's z: adds the eps difference times sigma (≤ e): 1e-4 absolute.
-constexpr double kEpsAbsolute = 1e-5;
+// Tolerances: eps, z from the device's eps, z against the reference (gpu_test_support.hpp).
+using gpu_test::kEpsAbsolute;
+using gpu_test::kZAbsolute;
+using gpu_test::kZFromDeviceEpsAbsolute;
+using gpu_test::kZRelative;
 
 TEST(ReparamForward, MatchesReferenceAcrossShapes) {
   VAE_REQUIRE_GPU();
@@ -121,8 +86,8 @@ TEST(ReparamForward, MatchesReferenceAcrossShapes) {
         const float* row = mu_logvar.data() + static_cast<size_t>(r) * 2 * shape.latent;
         z_from_device_eps[i] = reparam_sample(row[j], row[shape.latent + j], eps[i]);
       }
-    EXPECT_TRUE(all_near(z, z_from_device_eps, 1e-5, 1e-5)) << "z from the device's eps";
-    EXPECT_TRUE(all_near(z, ref_z, 1e-5, 1e-4)) << "z against the reference";
+    EXPECT_TRUE(all_near(z, z_from_device_eps, kZRelative, kZFromDeviceEpsAbsolute)) << "z from the device's eps";
+    EXPECT_TRUE(all_near(z, ref_z, kZRelative, kZAbsolute)) << "z against the reference";
   }
 }
 
@@ -159,9 +124,7 @@ TEST(ReparamForward, ReadsTheNoiseStreamFromDeviceMemory) {
   EXPECT_TRUE(all_near(next, ref_eps, 0.0, kEpsAbsolute)) << "eps of the new stream";
 }
 
-// Tolerance, backward: the same float expressions on both sides; expf (≤ 2 ulp on the device) and
-// fused multiply-adds differ by a few ulp of terms below 15 in magnitude, and a sum of two terms
-// can cancel, so 1e-5 relative plus 1e-5 absolute.
+// Tolerance: kReparamGradRelative and kReparamGradAbsolute (gpu_test_support.hpp).
 TEST(ReparamBackward, MatchesReferenceAcrossShapes) {
   VAE_REQUIRE_GPU();
   TestStream stream;
@@ -186,7 +149,8 @@ TEST(ReparamBackward, MatchesReferenceAcrossShapes) {
     cuda::reparam_backward(shape.rows, shape.latent, beta, d_mu_logvar.data(), d_eps.data(), d_dz.data(),
                            d_grad.data(), stream.get());
     stream.sync();
-    EXPECT_TRUE(all_near(download_checked(d_grad, 2 * count), ref_grad, 1e-5, 1e-5));
+    EXPECT_TRUE(all_near(download_checked(d_grad, 2 * count), ref_grad, gpu_test::kReparamGradRelative,
+                         gpu_test::kReparamGradAbsolute));
   }
 }
 
@@ -344,16 +308,9 @@ TEST(BceKlLoss, NullDlogitsGivesTheSameSums) {
 
 // ---- Adam ---------------------------------------------------------------------------------------
 
-// Tolerance: the device runs the same float update with the coefficients rounded from the same
-// doubles (its pow may differ from glibc's by a double ulp, which float rounding absorbs), so
-// elements differ only where fused multiply-adds round once instead of twice: about an ulp per
-// operation, a few ulp after three steps. 1e-6 relative; absolute floors for values that cancel
-// toward zero: 1e-7 for params and m (their terms are below 1), 1e-12 for v.
-constexpr double kAdamRelative = 1e-6;
-
-struct AdamState {
-  std::vector<float> params, m, v;
-};
+// Tolerance: kAdamRelative and its absolute floors (gpu_test_support.hpp).
+using gpu_test::AdamState;
+using gpu_test::expect_adam_states_near;
 
 struct AdamDevice {
   DeviceBuffer<float> params, m, v;
@@ -362,12 +319,6 @@ struct AdamDevice {
     return AdamState{download_checked(params, n), download_checked(m, n), download_checked(v, n)};
   }
 };
-
-void expect_adam_states_near(const AdamState& got, const AdamState& want) {
-  EXPECT_TRUE(all_near(got.params, want.params, kAdamRelative, 1e-7)) << "params";
-  EXPECT_TRUE(all_near(got.m, want.m, kAdamRelative, 1e-7)) << "m";
-  EXPECT_TRUE(all_near(got.v, want.v, kAdamRelative, 1e-12)) << "v";
-}
 
 // Gradients in [-1, 1] with some exact zeros (parameters a batch does not touch).
 std::vector<float> random_grads(size_t n, uint32_t seed) {
