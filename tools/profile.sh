@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Profiles a short GPU training run: an Nsight Systems timeline (NVTX ranges data, forward, loss,
-# backward, optimizer, evaluation, step) and an Nsight Compute report of the step's kernels.
+# Profiles a short GPU training run: an Nsight Systems timeline (NVTX ranges data, forward,
+# backward, evaluation, step) and an Nsight Compute report of the step's kernels.
 # Usage: bash tools/profile.sh DATA_DIR [BUILD_DIR] [OUT_DIR]; says where each report went.
 set -euo pipefail
 cd "$(dirname "$0")/.."
