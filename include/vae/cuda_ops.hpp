@@ -1,4 +1,5 @@
-// The CUDA backend's ops: the same arguments as the reference ops in reference_ops.hpp (sizes, then
+// The CUDA backend's ops. A fused layer launch takes a struct: the layer and the epilogues riding on
+// it; the standalone ops take the arguments of the reference ops in reference_ops.hpp (sizes, then
 // inputs, then outputs), then the stream. Every pointer is device memory. Anything that changes
 // from step to step (the step number, the noise stream) is read from device memory, so that the
 // whole step can be captured once in a CUDA graph and replayed.

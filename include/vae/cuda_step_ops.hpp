@@ -28,11 +28,11 @@ struct StepOps {
   float* grads = nullptr;
   float* adam_m = nullptr;
   float* adam_v = nullptr;
-  float* activations = nullptr;   // [act_layout->total], buffers at the offsets of *act_layout
-  GemmWorkspace gemm{};           // split-K scratch and counters for every layer (model_workspace_size)
+  float* activations = nullptr;    // [act_layout->total], buffers at the offsets of *act_layout
+  GemmWorkspace gemm{};            // split-K scratch and counters for every layer (model_workspace_size)
   double* loss_scratch = nullptr;  // [loss_scratch_doubles(rows, input)]; first each row's BCE, then KL
-  double* totals = nullptr;       // [bce, kl]: each loss adds its batch's sums
-  long long* step = nullptr;      // Adam's 1-based step; the training step's first launch advances it
+  double* totals = nullptr;        // [bce, kl]: each loss adds its batch's sums
+  long long* step = nullptr;       // Adam's 1-based step; the training step's first launch advances it
   AdamCoefficients<float>* adam_coefficients = nullptr;  // derived from *step as it advances
   long long* first_bad_step = nullptr;  // the NaN guard's flag; null: no guard (evaluation)
   uint64_t* noise_stream = nullptr;     // ε's Philox stream; the step sets it (evaluation: the caller)
