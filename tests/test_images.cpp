@@ -294,6 +294,7 @@ class InspectTest : public ::testing::Test {
   std::string checkpoint(int latent) {
     Checkpoint c;
     c.config.model = small_model(latent);
+    c.data = DataIdentity{28, 28, 4, 0, 0};
     c.state.params = initial_params(c.config.model, 3);
     c.state.adam_m.assign(c.state.params.size(), 0.0f);
     c.state.adam_v.assign(c.state.params.size(), 0.0f);
