@@ -419,6 +419,50 @@ TEST_F(ResumeOnData, VersionOneCheckpointsSampleAsSquareImages) {
   EXPECT_EQ(png_size(png), grid_size(8, 8, 28, 28));
 }
 
+// A model trained by vae_cuda on non-square images is drawn at that shape by every command.
+class TrainedShape : public testing::TestWithParam<std::pair<int, int>> {};
+
+TEST_P(TrainedShape, EveryDrawingCommandUsesIt) {
+  const auto [rows, cols] = GetParam();
+  TempDir dir;
+  testing_support::write_tiny_mnist(dir.path(), 32, 8, rows, cols);
+  const auto out = dir.path() / "out";
+  const auto trained = cli("--train " + dir.path().string() + " --device cpu --epochs 1 --batch 16 --hidden 16 "
+                           "--latent 2 --out " + out.string());
+  ASSERT_EQ(trained.exit_code, 0) << trained.output;
+  EXPECT_EQ(png_size(out / "samples_epoch_001.png"), grid_size(8, 8, rows, cols));
+  EXPECT_EQ(png_size(out / "reconstruction_epoch_001.png"), grid_size(8, 2, rows, cols));
+  const std::string checkpoint = (out / "checkpoint.safetensors").string();
+
+  auto r = cli("--sample " + checkpoint + " --out " + (dir.path() / "s.png").string());
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_EQ(png_size(dir.path() / "s.png"), grid_size(8, 8, rows, cols));
+  r = cli("--latent-map " + checkpoint + " --out " + (dir.path() / "m.png").string());
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_EQ(png_size(dir.path() / "m.png"), grid_size(8, 8, rows, cols));
+  r = cli("--interpolate " + checkpoint + " --pair 0,1 --data-dir " + dir.path().string() + " --out " +
+          (dir.path() / "i.png").string());
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_EQ(png_size(dir.path() / "i.png"), grid_size(12, 1, rows, cols));  // 10 steps and the two ends
+
+  // The same model as a version-1 file: 16x49 would pass for 28x28, 20x28 has no square shape.
+  const auto old = dir.path() / "old.safetensors";
+  write_version1(checkpoint, old);
+  r = cli("--sample " + old.string() + " --out " + (dir.path() / "old.png").string());
+  if (rows * cols == 784) {
+    EXPECT_EQ(r.exit_code, 0) << r.output;
+  } else {
+    EXPECT_EQ(r.exit_code, 1);
+    EXPECT_THAT(r.output, HasSubstr(old.string() + ": a version-1 checkpoint, which does not record its image shape, "
+                                    "and a model of 560 pixels has no square image shape to draw"));
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(NonSquare, TrainedShape, testing::Values(std::pair{16, 49}, std::pair{20, 28}),
+                         [](const auto& info) {
+                           return std::to_string(info.param.first) + "x" + std::to_string(info.param.second);
+                         });
+
 TEST(ParseWidths, AcceptsListsRejectsJunk) {
   EXPECT_EQ(parse_widths("400"), std::vector<int>{400});
   EXPECT_EQ(parse_widths("512,256,128"), (std::vector<int>{512, 256, 128}));
