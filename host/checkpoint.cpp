@@ -51,8 +51,11 @@ std::vector<FileTensor> file_tensors(const ModelConfig& model) {
 
 std::string exact(double value) { return fmt::format("{:.17g}", value); }
 
+std::string hex64(uint64_t value) { return fmt::format("{:016x}", value); }
+
 json metadata_of(const Checkpoint& c) {
   const TrainConfig& t = c.config;
+  const DataIdentity& d = *c.data;
   return json{{"format", kFormatName},
               {"format_version", std::to_string(kCheckpointFormatVersion)},
               {"input", std::to_string(t.model.input)},
@@ -71,7 +74,12 @@ json metadata_of(const Checkpoint& c) {
               {"epoch", std::to_string(c.position.epoch)},
               {"batch_in_epoch", std::to_string(c.position.batch)},
               {"epoch_bce", exact(c.position.epoch_bce)},
-              {"epoch_kl", exact(c.position.epoch_kl)}};
+              {"epoch_kl", exact(c.position.epoch_kl)},
+              {"image_rows", std::to_string(d.rows)},
+              {"image_cols", std::to_string(d.cols)},
+              {"train_count", std::to_string(d.count)},
+              {"train_images_xxh3", hex64(d.images_xxh3)},
+              {"train_labels_xxh3", hex64(d.labels_xxh3)}};
 }
 
 // Reads a file whole; the sizes involved are a few MB.
@@ -102,6 +110,15 @@ class MetadataReader {
       fail(fmt::format("__metadata__ \"{}\" = \"{}\" is not a number", key, s));
     return value;
   }
+  // Exactly 16 hex digits, as hex64 writes them.
+  uint64_t hex64(const char* key) const {
+    const std::string s = text(key);
+    uint64_t value = 0;
+    const auto [end, err] = std::from_chars(s.data(), s.data() + s.size(), value, 16);
+    if (s.size() != 16 || err != std::errc() || end != s.data() + s.size())
+      fail(fmt::format("__metadata__ \"{}\" = \"{}\" is not 16 hex digits", key, s));
+    return value;
+  }
   [[noreturn]] void fail(const std::string& what) const { throw Error(file_.string() + ": " + what); }
 
  private:
@@ -109,12 +126,27 @@ class MetadataReader {
   const json& metadata_;
 };
 
+// The training data's identity (version 2 on): a shape that holds exactly the model's input pixels.
+DataIdentity data_identity_from(const MetadataReader& m, int input) {
+  DataIdentity d;
+  d.rows = m.number<int>("image_rows");
+  d.cols = m.number<int>("image_cols");
+  d.count = m.number<int64_t>("train_count");
+  d.images_xxh3 = m.hex64("train_images_xxh3");
+  d.labels_xxh3 = m.hex64("train_labels_xxh3");
+  if (d.rows < 1 || d.cols < 1 || static_cast<int64_t>(d.rows) * d.cols != input)
+    m.fail(fmt::format("image_rows x image_cols = {}x{} is not the model's {} input pixels", d.rows, d.cols, input));
+  if (d.count < 1) m.fail(fmt::format("train_count {} is not a number of training images", d.count));
+  return d;
+}
+
 Checkpoint config_from(const fs::path& file, const json& metadata) {
   const MetadataReader m(file, metadata);
   if (m.text("format") != kFormatName) m.fail("not a vae_cuda checkpoint (__metadata__ format is not \"vae_cuda\")");
   const int version = m.number<int>("format_version");
-  if (version != kCheckpointFormatVersion)
-    m.fail(fmt::format("format version {}, this build reads version {}", version, kCheckpointFormatVersion));
+  if (version < kOldestCheckpointFormatVersion || version > kCheckpointFormatVersion)
+    m.fail(fmt::format("format version {}, this build reads versions {} to {}", version,
+                       kOldestCheckpointFormatVersion, kCheckpointFormatVersion));
   Checkpoint c;
   TrainConfig& t = c.config;
   t.model.input = m.number<int>("input");
@@ -146,6 +178,7 @@ Checkpoint config_from(const fs::path& file, const json& metadata) {
   if (t.model.input < 1 || t.model.input > (1 << 20)) m.fail(fmt::format("input width {} is out of range", t.model.input));
   if (c.state.step < 0 || c.position.epoch < 1 || c.position.batch < 0)
     m.fail("step, epoch or batch_in_epoch is negative or zero where it cannot be");
+  if (version >= 2) c.data = data_identity_from(m, t.model.input);
   return c;
 }
 
@@ -176,6 +209,7 @@ std::vector<NamedTensor> parameter_tensors(const ModelConfig& model) {
 }
 
 void write_checkpoint(const fs::path& file, const Checkpoint& c) {
+  if (!c.data) throw Error(fmt::format("{}: the checkpoint does not say what data it was trained on", file.string()));
   const std::vector<FileTensor> tensors = file_tensors(c.config.model);
   const std::vector<float>* buffers[] = {&c.state.params, &c.state.adam_m, &c.state.adam_v};
   const int64_t total = make_layout(c.config.model).total;

@@ -37,7 +37,9 @@ CommandLine parse_command_line(int argc, const char* const* argv) {
   std::string pair;
   auto* pair_option = app.add_option("--pair", pair, "Test images I,J for --interpolate")->option_text("I,J");
   auto* data_option = app.add_option("--data-dir", c.data_dir, "MNIST-format data for --interpolate")->option_text("DIR");
-  app.add_option("--resume", c.resume_from, "Continue training from this checkpoint")->option_text("CKPT");
+  auto* resume = app.add_option("--resume", c.resume_from, "Continue training from this checkpoint")->option_text("CKPT");
+  app.add_flag("--allow-data-change", c.allow_data_change,
+               "With --resume: train on other images of the same shape, from the start of the checkpoint's epoch");
   app.add_option("--checkpoint-every", c.checkpoint_every, "Epochs between checkpoints (0: only the final one)")
       ->capture_default_str();
   app.add_option("--epochs", c.epochs, "Passes over the training set")->capture_default_str();
@@ -84,6 +86,7 @@ CommandLine parse_command_line(int argc, const char* const* argv) {
     } else if (pair_option->count()) {
       throw UsageError("--pair goes with --interpolate");
     }
+    if (c.allow_data_change && !resume->count()) throw UsageError("--allow-data-change goes with --resume");
     for (const char* flag : {"--batch", "--lr", "--hidden", "--latent", "--beta", "--seed", "--weight-decay", "--adamw"})
       if (app.count(flag) > 0) result.explicit_model_flags.push_back(flag);
     c.model.hidden = parse_widths(hidden);

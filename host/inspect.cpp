@@ -28,6 +28,7 @@ constexpr float kLatentMapExtent = 3.0f;
 struct TrainedModel {
   ModelConfig model;
   std::vector<float> params;
+  int rows = 0, cols = 0;  // of the images it was trained on, as it draws them; 0 when not recorded
 };
 
 TrainedModel load_model(const InspectOptions& options) {
@@ -35,7 +36,24 @@ TrainedModel load_model(const InspectOptions& options) {
   Checkpoint checkpoint = read_checkpoint(options.checkpoint);
   if (static_cast<int64_t>(checkpoint.state.params.size()) < make_layout(checkpoint.config.model).total)
     throw Error(fmt::format("{}: holds fewer parameters than its model needs", options.checkpoint));
-  return {checkpoint.config.model, std::move(checkpoint.state.params)};
+  TrainedModel trained{checkpoint.config.model, std::move(checkpoint.state.params)};
+  if (checkpoint.data) {
+    trained.rows = checkpoint.data->rows;
+    trained.cols = checkpoint.data->cols;
+  }
+  return trained;
+}
+
+// The shape to draw a model's images at without data at hand: the recorded one. A version-1
+// checkpoint knows only its pixel count, and square is the one shape that can be assumed.
+void require_image_shape(TrainedModel& trained, const std::string& checkpoint) {
+  if (trained.rows != 0) return;
+  try {
+    trained.rows = trained.cols = square_side(trained.model.input);
+  } catch (const Error& e) {
+    throw Error(fmt::format("{}: a version-1 checkpoint, which does not record its image shape, and {}", checkpoint,
+                            e.what()));
+  }
 }
 
 void check_grid(int grid) {
@@ -52,12 +70,13 @@ void check_pair_index(int index, const MnistSplit& test) {
 
 void run_sample(const InspectOptions& options) {
   check_grid(options.grid);
-  const TrainedModel trained = load_model(options);
-  const int side = square_side(trained.model.input);
+  TrainedModel trained = load_model(options);
+  require_image_shape(trained, options.checkpoint);
   const int count = options.grid * options.grid;
   ReferenceVae<float> vae(trained.model, std::min(count, kDecodeRows));
   const std::vector<float> z = sample_latents(options.seed, count, trained.model.latent);
-  write_png_grid(options.out_png, decode_images(vae, count, z.data(), trained.params), count, side, side, options.grid);
+  write_png_grid(options.out_png, decode_images(vae, count, z.data(), trained.params), count, trained.rows,
+                 trained.cols, options.grid);
 }
 
 void run_interpolate(const InspectOptions& options) {
@@ -68,9 +87,12 @@ void run_interpolate(const InspectOptions& options) {
   const MnistSplit test = load_mnist_dir(options.data_dir).test;
   check_pair_index(options.pair_i, test);
   check_pair_index(options.pair_j, test);
-  if (test.image_size() != trained.model.input)
+  if (trained.rows == 0 && test.image_size() != trained.model.input)  // version 1: only the pixel count to check
     throw Error(fmt::format("{}: test images have {}x{} pixels, the model in {} takes {}", options.data_dir, test.rows,
                             test.cols, options.checkpoint, trained.model.input));
+  if (trained.rows != 0 && (test.rows != trained.rows || test.cols != trained.cols))
+    throw Error(fmt::format("{}: test images are {}x{}, the model in {} was trained on {}x{}", options.data_dir,
+                            test.rows, test.cols, options.checkpoint, trained.rows, trained.cols));
 
   const int latent = trained.model.latent;
   ReferenceVae<float> vae(trained.model, options.steps);
@@ -94,11 +116,11 @@ void run_interpolate(const InspectOptions& options) {
 
 void run_latent_map(const InspectOptions& options) {
   check_grid(options.grid);
-  const TrainedModel trained = load_model(options);
+  TrainedModel trained = load_model(options);
   if (trained.model.latent != 2)
     throw UsageError(
         fmt::format("--latent-map needs a model with latent 2, this one has {}", trained.model.latent));
-  const int side = square_side(trained.model.input);
+  require_image_shape(trained, options.checkpoint);
   const int grid = options.grid;
   // Evenly spaced over [-extent, extent], ends included; a 1x1 map is the origin.
   auto coordinate = [&](int k) {
@@ -115,7 +137,8 @@ void run_latent_map(const InspectOptions& options) {
   }
   const int count = grid * grid;
   ReferenceVae<float> vae(trained.model, std::min(count, kDecodeRows));
-  write_png_grid(options.out_png, decode_images(vae, count, z.data(), trained.params), count, side, side, grid);
+  write_png_grid(options.out_png, decode_images(vae, count, z.data(), trained.params), count, trained.rows,
+                 trained.cols, grid);
 }
 
 }  // namespace vae

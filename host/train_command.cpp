@@ -73,6 +73,45 @@ TrainConfig resumed_config(const TrainConfig& flags, const Checkpoint& checkpoin
   return run;
 }
 
+// Where a resumed run starts. On the data the checkpoint records: its position, exactly. On other
+// data: an error naming both and what differs, or, with --allow-data-change and images of the same
+// shape, the start of the interrupted epoch, since a position inside an epoch of other data means
+// nothing. A version-1 checkpoint records no data: it resumes with a note that says so.
+DataPosition resume_position(const Checkpoint& checkpoint, const DataIdentity& found, const TrainConfig& flags) {
+  const DataPosition& at = checkpoint.position;
+  const DataPosition fresh{at.epoch, 0, 0, 0};
+  const std::string& file = flags.resume_from;
+  if (!checkpoint.data) {
+    fmt::print("note: {} is a version-1 checkpoint, which does not record its training data: whether {} holds it "
+               "is not checked\n",
+               file, flags.data_dir);
+    if (flags.allow_data_change) {
+      fmt::print("--allow-data-change: epoch {} starts afresh on {}\n", at.epoch, flags.data_dir);
+      return fresh;
+    }
+    const int64_t batches = (found.count + checkpoint.config.batch - 1) / checkpoint.config.batch;
+    if (at.batch >= batches)
+      throw Error(fmt::format("{}: stands at batch {} of epoch {}, past the end of an epoch of {} batches of the {} "
+                              "training images in {}: other data; add --allow-data-change to start epoch {} afresh",
+                              file, at.batch, at.epoch, batches, found.count, flags.data_dir, at.epoch));
+    return at;
+  }
+  const std::string change = describe_data_change(*checkpoint.data, found);
+  if (change.empty()) return at;
+  const DataIdentity& recorded = *checkpoint.data;
+  if (!flags.allow_data_change)
+    throw Error(fmt::format("{}: was trained on other data than {} ({}); resume on its own data, or add "
+                            "--allow-data-change to train on these images from the start of epoch {}",
+                            file, flags.data_dir, change, at.epoch));
+  if (recorded.rows != found.rows || recorded.cols != found.cols)
+    throw Error(fmt::format("{}: its model was trained on {}x{} images, {} holds {}x{}; --allow-data-change takes "
+                            "other images of the same shape only",
+                            file, recorded.rows, recorded.cols, flags.data_dir, found.rows, found.cols));
+  fmt::print("data changed since {} ({}); --allow-data-change: epoch {} starts afresh on {}\n", file, change,
+             at.epoch, flags.data_dir);
+  return fresh;
+}
+
 // metrics.csv is rewritten whole after every epoch, atomically. A resumed run keeps the rows of the
 // epochs before it.
 class MetricsFile {
@@ -148,6 +187,7 @@ int run_train(const TrainConfig& flags, const std::vector<std::string>& explicit
   fmt::print("{}, batch {}, Adam lr {}{}, seed {}\n", describe_model(run.model, make_layout(run.model).parameter_count()),
              run.batch, run.adam.lr, decay, run.seed);
   if (!flags.resume_from.empty()) {
+    resume_from.position = resume_position(resume_from, trainer.data_identity(), flags);
     trainer.resume(resume_from);
     fmt::print("resumed: {} at epoch {}, batch {} (step {})\n", flags.resume_from, resume_from.position.epoch,
                resume_from.position.batch, resume_from.state.step);

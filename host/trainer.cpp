@@ -14,7 +14,7 @@ namespace vae {
 
 Trainer::Trainer(const TrainConfig& config, const MnistSplit& train, const MnistSplit& test,
                  std::unique_ptr<TrainingBackend> backend)
-    : config_(config), train_(train), test_(test), backend_(std::move(backend)) {
+    : config_(config), train_(train), test_(test), backend_(std::move(backend)), data_(identify_training_data(train)) {
   if (train.count < 1 || test.count < 1) throw Error("training needs at least one training and one test image");
   if (train.image_size() != config.model.input || test.image_size() != config.model.input)
     throw Error("images have " + std::to_string(train.image_size()) + " pixels but the model expects " +
@@ -27,9 +27,15 @@ Trainer::Trainer(const TrainConfig& config, const MnistSplit& train, const Mnist
 }
 
 void Trainer::resume(const Checkpoint& checkpoint) {
+  const DataPosition& at = checkpoint.position;
+  if (at.batch != 0 && checkpoint.data && *checkpoint.data != data_)
+    throw Error(fmt::format("resume: the checkpoint stands at batch {} of epoch {} of other training data ({})",
+                            at.batch, at.epoch, describe_data_change(*checkpoint.data, data_)));
   const std::vector<BatchSpan> spans = plan_batches(static_cast<uint32_t>(train_.count), config_.batch);
-  if (checkpoint.position.batch >= static_cast<int>(spans.size()))
-    throw Error(fmt::format("resume: batch {} of an epoch of {} batches", checkpoint.position.batch, spans.size()));
+  if (at.batch >= static_cast<int>(spans.size()))
+    throw Error(fmt::format("resume: the checkpoint stands at batch {} of epoch {}, past the end of an epoch of {} "
+                            "batches of this training data",
+                            at.batch, at.epoch, spans.size()));
   backend_->restore(checkpoint.state);
   resume_at_ = checkpoint.position;
   epoch_ = checkpoint.position.epoch - 1;
@@ -46,6 +52,7 @@ Checkpoint Trainer::checkpoint() {
   c.config = config_;
   c.position = position();
   c.state = backend_->state();
+  c.data = data_;
   return c;
 }
 

@@ -28,8 +28,16 @@ using testing::HasSubstr;
 using testing_support::random_split;
 using testing_support::TempDir;
 
+// Training data of the model's pixel count: rows x cols as near square as the count allows.
+DataIdentity data_for(int input) {
+  int rows = static_cast<int>(std::sqrt(static_cast<double>(input)));
+  while (input % rows != 0) --rows;
+  return DataIdentity{rows, input / rows, 6144, 0x0123456789abcdefull, 0xfedcba9876543210ull};
+}
+
 Checkpoint random_checkpoint(const ModelConfig& model, uint32_t seed) {
   Checkpoint c;
+  c.data = data_for(model.input);
   c.config.model = model;
   c.config.seed = 1234567890123ull;
   c.config.batch = 64;
@@ -77,7 +85,35 @@ TEST(Checkpoint, RoundTripsEveryTensorAndSetting) {
     EXPECT_EQ(r.position.batch, 17);
     EXPECT_EQ(r.position.epoch_bce, c.position.epoch_bce);  // doubles survive exactly
     EXPECT_EQ(r.position.epoch_kl, c.position.epoch_kl);
+    ASSERT_TRUE(r.data.has_value());
+    EXPECT_EQ(*r.data, *c.data);  // 64-bit fingerprints survive exactly
   }
+}
+
+TEST(Checkpoint, RoundTripsANonSquareImageShape) {
+  TempDir dir;
+  ModelConfig model;
+  model.input = 16 * 49;
+  model.hidden = {8};
+  Checkpoint c = random_checkpoint(model, 1);
+  c.data = DataIdentity{16, 49, 3, ~0ull, 0};
+  write_checkpoint(dir.path() / "c.safetensors", c);
+  EXPECT_EQ(read_checkpoint(dir.path() / "c.safetensors").data, c.data);
+}
+
+TEST(CheckpointWrite, WithoutItsTrainingDataIsAnErrorAndLeavesNothing) {
+  TempDir dir;
+  Checkpoint c = random_checkpoint(ModelConfig{}, 3);
+  c.data.reset();
+  const fs::path file = dir.path() / "c.safetensors";
+  try {
+    write_checkpoint(file, c);
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    EXPECT_THAT(e.what(), HasSubstr(file.string()));
+    EXPECT_THAT(e.what(), HasSubstr("what data it was trained on"));
+  }
+  EXPECT_FALSE(fs::exists(file));
 }
 
 TEST(Checkpoint, DefaultModelUsesPyTorchExampleNames) {
@@ -179,7 +215,9 @@ TEST_F(MalformedCheckpoint, MetadataProblems) {
   write_with([](auto& h) { h["__metadata__"]["format"] = "other"; });
   expect_error({"not a vae_cuda checkpoint"});
   write_with([](auto& h) { h["__metadata__"]["format_version"] = "99"; });
-  expect_error({"format version 99"});
+  expect_error({"format version 99", "reads versions 1 to 2"});
+  write_with([](auto& h) { h["__metadata__"]["format_version"] = "0"; });
+  expect_error({"format version 0"});
   write_with([](auto& h) { h["__metadata__"].erase("latent"); });
   expect_error({"no \"latent\""});
   write_with([](auto& h) { h["__metadata__"]["seed"] = 5; });
@@ -194,9 +232,57 @@ TEST_F(MalformedCheckpoint, MetadataProblems) {
   // (found by the checkpoint fuzzer as a 550 GB allocation).
   write_with([](auto& h) {
     h["__metadata__"]["input"] = "1048576";
+    h["__metadata__"]["image_rows"] = "1024";
+    h["__metadata__"]["image_cols"] = "1024";
     h["__metadata__"]["hidden"] = "65536";
   });
   expect_error({"file size", "needs"});
+}
+
+TEST_F(MalformedCheckpoint, TrainingDataProblems) {
+  for (const char* key : {"image_rows", "image_cols", "train_count", "train_images_xxh3", "train_labels_xxh3"}) {
+    write_with([&](auto& h) { h["__metadata__"].erase(key); });
+    expect_error({(std::string("no \"") + key + "\"").c_str()});
+  }
+  // The model reads 12 pixels, recorded as 3x4.
+  write_with([](auto& h) { h["__metadata__"]["image_rows"] = "4"; });
+  expect_error({"image_rows x image_cols = 4x4", "model's 12 input pixels"});
+  write_with([](auto& h) {
+    h["__metadata__"]["image_rows"] = "-3";
+    h["__metadata__"]["image_cols"] = "-4";
+  });
+  expect_error({"-3x-4"});
+  write_with([](auto& h) { h["__metadata__"]["image_cols"] = "4x"; });
+  expect_error({"\"image_cols\"", "not a number"});
+  write_with([](auto& h) { h["__metadata__"]["train_count"] = "0"; });
+  expect_error({"train_count 0"});
+  write_with([](auto& h) { h["__metadata__"]["train_count"] = "-5"; });
+  expect_error({"train_count -5"});
+  for (const char* bad : {"", "123", "0123456789abcdeg", "0123456789abcdef0", "-123456789abcdef", "0x23456789abcdef"}) {
+    write_with([&](auto& h) { h["__metadata__"]["train_images_xxh3"] = bad; });
+    expect_error({"\"train_images_xxh3\"", "not 16 hex digits"});
+  }
+  write_with([](auto& h) { h["__metadata__"]["train_labels_xxh3"] = 7; });
+  expect_error({"\"train_labels_xxh3\" is not a string"});
+}
+
+// Version-1 files, written before the training data was recorded, read without it, whatever
+// stray keys they hold.
+TEST_F(MalformedCheckpoint, VersionOneReadsWithoutTrainingData) {
+  write_with([](auto& h) {
+    h["__metadata__"]["format_version"] = "1";
+    for (const char* key : {"image_rows", "image_cols", "train_count", "train_images_xxh3", "train_labels_xxh3"})
+      h["__metadata__"].erase(key);
+  });
+  const Checkpoint old = read_checkpoint(file_);
+  EXPECT_FALSE(old.data.has_value());
+  EXPECT_EQ(old.config.model.input, 12);
+  EXPECT_EQ(old.position.batch, 17);
+  write_with([](auto& h) {
+    h["__metadata__"]["format_version"] = "1";
+    h["__metadata__"]["image_rows"] = "junk";
+  });
+  EXPECT_FALSE(read_checkpoint(file_).data.has_value());
 }
 
 TEST_F(MalformedCheckpoint, TensorProblemsNameTheTensor) {
@@ -349,6 +435,55 @@ TEST_P(Resume, NonFiniteLossStopsTheEpochNamingTheStep) {
     ADD_FAILURE() << "no error";
   } catch (const Error& e) {
     EXPECT_THAT(e.what(), HasSubstr("non-finite loss at step 11"));  // the first step after the 10 of epoch 1
+  }
+}
+
+TEST_P(Resume, CheckpointRecordsTheTrainingData) {
+  auto t = trainer();
+  t->train_epoch();
+  const Checkpoint saved = save_and_load(*t);
+  ASSERT_TRUE(saved.data.has_value());
+  EXPECT_EQ(*saved.data, identify_training_data(train_));
+  EXPECT_EQ(saved.data->count, 150);
+}
+
+// The trainer itself refuses a position inside an epoch of other data, whatever its caller checked;
+// at an epoch's start (where --allow-data-change puts it) other data is the caller's decision.
+TEST_P(Resume, MidEpochPositionOnOtherDataIsRefused) {
+  auto stopped = trainer();
+  stopped->train_epoch();
+  int steps = 0;
+  stopped->set_stop_request([&] { return ++steps == 4; });
+  ASSERT_TRUE(stopped->train_epoch().interrupted);
+  Checkpoint saved = save_and_load(*stopped);
+
+  const TrainConfig c = config();
+  const MnistSplit other = random_split(150, 7);  // same count and shape, other pixels
+  Trainer on_other(c, other, test_, std::make_unique<ReferenceBackend>(c));
+  try {
+    on_other.resume(saved);
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    EXPECT_THAT(e.what(), HasSubstr("batch 4 of epoch 2 of other training data"));
+    EXPECT_THAT(e.what(), HasSubstr("different pixels"));
+  }
+  saved.position = DataPosition{2, 0, 0, 0};
+  EXPECT_NO_THROW(on_other.resume(saved));
+  EXPECT_FALSE(on_other.train_epoch().interrupted);
+}
+
+TEST_P(Resume, PositionPastTheEndOfTheEpochIsRefused) {
+  auto t = trainer();
+  t->train_epoch();
+  Checkpoint saved = save_and_load(*t);
+  saved.data.reset();  // as from a version-1 file
+  saved.position = DataPosition{2, 10, 0, 0};  // the epoch has 10 batches: 0..9
+  auto resumed = trainer();
+  try {
+    resumed->resume(saved);
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    EXPECT_THAT(e.what(), HasSubstr("batch 10 of epoch 2, past the end of an epoch of 10 batches"));
   }
 }
 

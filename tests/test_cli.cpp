@@ -5,7 +5,9 @@
 
 #include <fstream>
 #include <limits>
+#include <nlohmann/json.hpp>
 #include <sstream>
+#include <utility>
 
 #include "test_support.hpp"
 #include "vae/checkpoint.hpp"
@@ -26,7 +28,8 @@ TEST(Cli, HelpListsEveryFlagAndExitsZero) {
   const auto r = cli("--help");
   EXPECT_EQ(r.exit_code, 0);
   for (const char* flag : {"--train", "--epochs", "--batch", "--lr", "--hidden", "--latent", "--beta", "--seed",
-                           "--device", "--precision", "--weight-decay", "--adamw", "--out", "--version"})
+                           "--device", "--precision", "--weight-decay", "--adamw", "--out", "--version",
+                           "--resume", "--allow-data-change"})
     EXPECT_THAT(r.output, HasSubstr(flag));
 }
 
@@ -221,6 +224,244 @@ TEST(Cli, NonFiniteLossLeavesTheLastCheckpointUntouched) {
   EXPECT_THAT(r.output, HasSubstr("non-finite loss at step 4"));  // epoch 1 had 3 steps
   EXPECT_EQ(bytes(good), before);
 }
+
+// ---- resuming on other data, and drawing at the trained shape ----
+
+std::string file_bytes(const std::filesystem::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
+// A PNG's width and height, from its IHDR chunk (bytes 16..23, big-endian).
+std::pair<int, int> png_size(const std::filesystem::path& p) {
+  const std::string b = file_bytes(p);
+  if (b.size() < 24) return {0, 0};
+  auto be32 = [&](size_t at) {
+    return static_cast<int>((static_cast<uint32_t>(static_cast<uint8_t>(b[at])) << 24) |
+                            (static_cast<uint32_t>(static_cast<uint8_t>(b[at + 1])) << 16) |
+                            (static_cast<uint32_t>(static_cast<uint8_t>(b[at + 2])) << 8) |
+                            static_cast<uint8_t>(b[at + 3]));
+  };
+  return {be32(16), be32(20)};
+}
+
+// Width and height of a grid of n x m tiles of rows x cols with the 2-pixel padding.
+std::pair<int, int> grid_size(int tiles_across, int tiles_down, int rows, int cols) {
+  return {tiles_across * cols + (tiles_across + 1) * 2, tiles_down * rows + (tiles_down + 1) * 2};
+}
+
+// The same checkpoint as a version-1 file, as builds before the data was recorded wrote it.
+void write_version1(const std::filesystem::path& from, const std::filesystem::path& to) {
+  const std::string bytes = file_bytes(from);
+  uint64_t n = 0;
+  for (int i = 7; i >= 0; --i) n = (n << 8) | static_cast<uint8_t>(bytes[i]);
+  nlohmann::json header = nlohmann::json::parse(bytes.substr(8, n));
+  header["__metadata__"]["format_version"] = "1";
+  for (const char* key : {"image_rows", "image_cols", "train_count", "train_images_xxh3", "train_labels_xxh3"})
+    header["__metadata__"].erase(key);
+  std::string text = header.dump();
+  text.resize((text.size() + 7) / 8 * 8, ' ');
+  std::string prefix(8, '\0');
+  for (int i = 0; i < 8; ++i) prefix[i] = static_cast<char>((static_cast<uint64_t>(text.size()) >> (8 * i)) & 0xff);
+  std::ofstream(to, std::ios::binary) << prefix << text << bytes.substr(8 + n);
+}
+
+// A tiny data set A (96 training images: 6 batches of 16) and a run of one epoch on it, with its
+// checkpoint also moved to batch 3 of epoch 2, as an interrupted run leaves it; and variants of A.
+class ResumeOnData : public testing::Test {
+ protected:
+  void SetUp() override {
+    testing_support::write_tiny_mnist(a_, 96, 16);
+    const auto r = cli("--train " + a_.string() + " --device cpu --epochs 1 " + kModel + " --out " + run_.string());
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    Checkpoint c = read_checkpoint(boundary_);
+    c.position = DataPosition{2, 3, 1234.5, 67.25};
+    write_checkpoint(mid_, c);
+  }
+  // A copy of A with one byte of the training images (or labels) changed.
+  std::filesystem::path changed_copy(const std::string& name, const std::string& file, size_t byte) {
+    const auto dir = dir_.path() / name;
+    std::filesystem::create_directories(dir);
+    for (const auto& entry : std::filesystem::directory_iterator(a_))
+      std::filesystem::copy_file(entry.path(), dir / entry.path().filename());
+    std::string bytes = file_bytes(dir / file);
+    bytes[byte] = static_cast<char>(bytes[byte] ^ 1);
+    std::ofstream(dir / file, std::ios::binary) << bytes;
+    return dir;
+  }
+  testing_support::ProcessResult resume(const std::filesystem::path& data, const std::filesystem::path& checkpoint,
+                                        const std::string& extra = "") {
+    return cli("--train " + data.string() + " --device cpu --epochs 2 --out " + (dir_.path() / "resumed").string() +
+               " --resume " + checkpoint.string() + " " + extra);
+  }
+  void expect_refused(const testing_support::ProcessResult& r, const std::filesystem::path& data,
+                      const std::filesystem::path& checkpoint, const std::string& difference) {
+    EXPECT_EQ(r.exit_code, 1) << r.output;
+    EXPECT_THAT(r.output, HasSubstr("vae_cuda: error: " + checkpoint.string() + ": was trained on other data than " +
+                                    data.string() + " (" + difference));
+    EXPECT_THAT(r.output, HasSubstr("--allow-data-change"));
+    EXPECT_FALSE(std::filesystem::exists(dir_.path() / "resumed" / "checkpoint.safetensors"));
+  }
+
+  static constexpr const char* kModel = "--batch 16 --hidden 24 --latent 3";
+  TempDir dir_;
+  std::filesystem::path a_ = dir_.path() / "a", run_ = dir_.path() / "run";
+  std::filesystem::path boundary_ = run_ / "checkpoint.safetensors", mid_ = dir_.path() / "mid.safetensors";
+};
+
+TEST_F(ResumeOnData, FewerImagesIsAnErrorNamingCheckpointDataAndCount) {
+  const auto fewer = dir_.path() / "fewer";
+  testing_support::write_tiny_mnist(fewer, 64, 16);  // 4 batches: batch 3 would still fit
+  expect_refused(resume(fewer, mid_), fewer, mid_, "96 training images recorded, 64 found");
+  expect_refused(resume(fewer, boundary_), fewer, boundary_, "96 training images recorded, 64 found");
+  const auto tiny = dir_.path() / "tiny";
+  testing_support::write_tiny_mnist(tiny, 16, 16);  // 1 batch: batch 3 is past its end
+  expect_refused(resume(tiny, mid_), tiny, mid_, "96 training images recorded, 16 found");
+}
+
+TEST_F(ResumeOnData, SameCountOtherPixelsIsAnError) {
+  const auto other = changed_copy("pixels", "train-images-idx3-ubyte", 16 + 95 * 784 + 783);  // the last pixel
+  expect_refused(resume(other, mid_), other, mid_, "the same number of training images but different pixels");
+}
+
+TEST_F(ResumeOnData, SameImagesOtherLabelsIsAnError) {
+  const auto other = changed_copy("labels", "train-labels-idx1-ubyte", 8 + 50);
+  expect_refused(resume(other, mid_), other, mid_, "different training labels");
+}
+
+TEST_F(ResumeOnData, SamePixelCountOtherShapeIsAnError) {
+  const auto other = dir_.path() / "16x49";
+  testing_support::write_tiny_mnist(other, 96, 16, 16, 49);
+  expect_refused(resume(other, mid_), other, mid_, "images of 28x28 recorded, 16x49 found");
+  const auto r = resume(other, mid_, "--allow-data-change");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.output, HasSubstr(mid_.string() + ": its model was trained on 28x28 images, " + other.string() +
+                                  " holds 16x49; --allow-data-change takes other images of the same shape only"));
+}
+
+// The override keeps the weights and Adam's state and trains the interrupted epoch afresh on the
+// new data: from batch 3 of epoch 2 or from its start, the same bits.
+TEST_F(ResumeOnData, AllowDataChangeStartsTheEpochAfresh) {
+  const auto fewer = dir_.path() / "fewer";
+  testing_support::write_tiny_mnist(fewer, 64, 16, 28, 28, 5);
+  const auto r = resume(fewer, mid_, "--allow-data-change");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("data changed since " + mid_.string() + " (96 training images recorded, 64 found)"));
+  EXPECT_THAT(r.output, HasSubstr("epoch 2 starts afresh on " + fewer.string()));
+  EXPECT_THAT(r.output, HasSubstr("at epoch 2, batch 0 (step 6)"));
+  const Checkpoint from_mid = read_checkpoint(dir_.path() / "resumed" / "checkpoint.safetensors");
+  EXPECT_EQ(from_mid.state.step, 6 + 4);  // epoch 2 whole: 64 images, 4 batches
+  ASSERT_TRUE(from_mid.data.has_value());
+  EXPECT_EQ(from_mid.data->count, 64);  // the new checkpoint records the data it now stands on
+  const std::string metrics = file_bytes(dir_.path() / "resumed" / "metrics.csv");
+
+  const auto r2 = resume(fewer, boundary_, "--allow-data-change");
+  ASSERT_EQ(r2.exit_code, 0) << r2.output;
+  EXPECT_EQ(read_checkpoint(dir_.path() / "resumed" / "checkpoint.safetensors").state.params, from_mid.state.params);
+  // Epoch 2's row up to its test loss (the timings differ).
+  const auto losses = [](const std::string& csv) {
+    const size_t row = csv.find("\n2,");
+    size_t end = row;
+    for (int field = 0; field < 6 && end != std::string::npos; ++field) end = csv.find(',', end + 1);
+    return row == std::string::npos || end == std::string::npos ? std::string() : csv.substr(row, end - row);
+  };
+  EXPECT_NE(losses(metrics), "");
+  EXPECT_EQ(losses(file_bytes(dir_.path() / "resumed" / "metrics.csv")), losses(metrics));
+}
+
+TEST_F(ResumeOnData, AllowDataChangeOnTheSameDataResumesExactly) {
+  const auto r = resume(a_, mid_, "--allow-data-change");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("at epoch 2, batch 3 (step 6)"));
+  EXPECT_THAT(r.output, testing::Not(HasSubstr("afresh")));
+}
+
+TEST_F(ResumeOnData, AllowDataChangeWithoutResumeIsAUsageError) {
+  const auto r = cli("--train " + a_.string() + " --allow-data-change");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_THAT(r.output, HasSubstr("vae_cuda: --allow-data-change goes with --resume"));
+}
+
+// Version-1 checkpoints record no data: they resume with a note, are refused when their position
+// cannot exist in the data at hand, and the checkpoint the resumed run writes records its data.
+TEST_F(ResumeOnData, VersionOneCheckpointResumesWithANote) {
+  const auto old = dir_.path() / "old.safetensors";
+  write_version1(boundary_, old);
+  ASSERT_FALSE(read_checkpoint(old).data.has_value());
+  const auto r = resume(a_, old);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("note: " + old.string() + " is a version-1 checkpoint, which does not record its "
+                                  "training data: whether " + a_.string() + " holds it is not checked"));
+  const Checkpoint now = read_checkpoint(dir_.path() / "resumed" / "checkpoint.safetensors");
+  ASSERT_TRUE(now.data.has_value());
+  EXPECT_EQ(now.data->count, 96);
+}
+
+TEST_F(ResumeOnData, VersionOneCheckpointPastTheEndOfTheEpochIsAnErrorNamingBoth) {
+  const auto old = dir_.path() / "old.safetensors", tiny = dir_.path() / "tiny";
+  write_version1(mid_, old);
+  testing_support::write_tiny_mnist(tiny, 16, 16);
+  auto r = resume(tiny, old);
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.output, HasSubstr("vae_cuda: error: " + old.string() + ": stands at batch 3 of epoch 2, past the end "
+                                  "of an epoch of 1 batches of the 16 training images in " + tiny.string()));
+  r = resume(tiny, old, "--allow-data-change");
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("epoch 2 starts afresh on " + tiny.string()));
+}
+
+TEST_F(ResumeOnData, VersionOneCheckpointsSampleAsSquareImages) {
+  const auto old = dir_.path() / "old.safetensors";
+  write_version1(boundary_, old);
+  const auto png = dir_.path() / "old.png";
+  const auto r = cli("--sample " + old.string() + " --out " + png.string());
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_EQ(png_size(png), grid_size(8, 8, 28, 28));
+}
+
+// A model trained by vae_cuda on non-square images is drawn at that shape by every command.
+class TrainedShape : public testing::TestWithParam<std::pair<int, int>> {};
+
+TEST_P(TrainedShape, EveryDrawingCommandUsesIt) {
+  const auto [rows, cols] = GetParam();
+  TempDir dir;
+  testing_support::write_tiny_mnist(dir.path(), 32, 8, rows, cols);
+  const auto out = dir.path() / "out";
+  const auto trained = cli("--train " + dir.path().string() + " --device cpu --epochs 1 --batch 16 --hidden 16 "
+                           "--latent 2 --out " + out.string());
+  ASSERT_EQ(trained.exit_code, 0) << trained.output;
+  EXPECT_EQ(png_size(out / "samples_epoch_001.png"), grid_size(8, 8, rows, cols));
+  EXPECT_EQ(png_size(out / "reconstruction_epoch_001.png"), grid_size(8, 2, rows, cols));
+  const std::string checkpoint = (out / "checkpoint.safetensors").string();
+
+  auto r = cli("--sample " + checkpoint + " --out " + (dir.path() / "s.png").string());
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_EQ(png_size(dir.path() / "s.png"), grid_size(8, 8, rows, cols));
+  r = cli("--latent-map " + checkpoint + " --out " + (dir.path() / "m.png").string());
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_EQ(png_size(dir.path() / "m.png"), grid_size(8, 8, rows, cols));
+  r = cli("--interpolate " + checkpoint + " --pair 0,1 --data-dir " + dir.path().string() + " --out " +
+          (dir.path() / "i.png").string());
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_EQ(png_size(dir.path() / "i.png"), grid_size(12, 1, rows, cols));  // 10 steps and the two ends
+
+  // The same model as a version-1 file: 16x49 would pass for 28x28, 20x28 has no square shape.
+  const auto old = dir.path() / "old.safetensors";
+  write_version1(checkpoint, old);
+  r = cli("--sample " + old.string() + " --out " + (dir.path() / "old.png").string());
+  if (rows * cols == 784) {
+    EXPECT_EQ(r.exit_code, 0) << r.output;
+  } else {
+    EXPECT_EQ(r.exit_code, 1);
+    EXPECT_THAT(r.output, HasSubstr(old.string() + ": a version-1 checkpoint, which does not record its image shape, "
+                                    "and a model of 560 pixels has no square image shape to draw"));
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(NonSquare, TrainedShape, testing::Values(std::pair{16, 49}, std::pair{20, 28}),
+                         [](const auto& info) {
+                           return std::to_string(info.param.first) + "x" + std::to_string(info.param.second);
+                         });
 
 TEST(ParseWidths, AcceptsListsRejectsJunk) {
   EXPECT_EQ(parse_widths("400"), std::vector<int>{400});

@@ -1,6 +1,7 @@
 // Pictures of a model: encode and decode as the two halves of the training forward pass, the grid
 // tiling and PNG writer (decoded back with libpng), the per-epoch images, the checkpoint inspection
 // commands (--sample, --interpolate, --latent-map) and tools/plot.
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <png.h>
 
@@ -291,13 +292,16 @@ class InspectTest : public ::testing::Test {
  protected:
   void SetUp() override { testing_support::write_tiny_mnist(dir_.path(), 4, 10); }
 
-  std::string checkpoint(int latent) {
+  std::string checkpoint(int latent, int rows = 28, int cols = 28) {
     Checkpoint c;
     c.config.model = small_model(latent);
+    c.config.model.input = rows * cols;
+    c.data = DataIdentity{rows, cols, 4, 0, 0};
     c.state.params = initial_params(c.config.model, 3);
     c.state.adam_m.assign(c.state.params.size(), 0.0f);
     c.state.adam_v.assign(c.state.params.size(), 0.0f);
-    const fs::path file = dir_.path() / ("latent" + std::to_string(latent) + ".safetensors");
+    const fs::path file =
+        dir_.path() / fmt::format("latent{}_{}x{}.safetensors", latent, rows, cols);
     write_checkpoint(file, c);
     return file.string();
   }
@@ -402,6 +406,88 @@ TEST_F(InspectTest, MissingCheckpointOrOutputIsAnError) {
   o = options(4, "x.png");
   o.grid = 0;
   EXPECT_THROW(run_sample(o), UsageError);
+}
+
+// Models of non-square images are drawn at the shape they were trained on, each tile the image's
+// rows x cols: a 16x49 model (whose 784 pixels could pass for 28x28) and a 20x28 one (whose 560
+// have no square shape at all).
+class NonSquareInspect : public InspectTest, public ::testing::WithParamInterface<std::pair<int, int>> {};
+
+TEST_P(NonSquareInspect, SampleAndLatentMapDrawAtTheRecordedShape) {
+  const auto [rows, cols] = GetParam();
+  InspectOptions o;
+  o.checkpoint = checkpoint(2, rows, cols);
+  o.out_png = (dir_.path() / "samples.png").string();
+  o.grid = 3;
+  run_sample(o);
+  const Png samples = read_png(o.out_png);
+  EXPECT_EQ(samples.width, 3 * cols + 4 * kTilePad);
+  EXPECT_EQ(samples.height, 3 * rows + 4 * kTilePad);
+
+  o.out_png = (dir_.path() / "map.png").string();
+  o.grid = 4;
+  run_latent_map(o);
+  const Png map = read_png(o.out_png);
+  EXPECT_EQ(map.width, 4 * cols + 5 * kTilePad);
+  EXPECT_EQ(map.height, 4 * rows + 5 * kTilePad);
+}
+
+TEST_P(NonSquareInspect, InterpolateDrawsAtTheShapeOfItsTestImages) {
+  const auto [rows, cols] = GetParam();
+  TempDir data;
+  testing_support::write_tiny_mnist(data.path(), 4, 10, rows, cols);
+  InspectOptions o;
+  o.checkpoint = checkpoint(4, rows, cols);
+  o.data_dir = data.path().string();
+  o.out_png = (dir_.path() / "walk.png").string();
+  o.steps = 3;
+  run_interpolate(o);
+  const Png walk = read_png(o.out_png);
+  EXPECT_EQ(walk.width, 5 * cols + 6 * kTilePad);
+  EXPECT_EQ(walk.height, rows + 2 * kTilePad);
+  const MnistSplit test = load_mnist_dir(data.path()).test;
+  std::vector<uint8_t> first;  // tile 0 is test image 0, row by row at its true width
+  for (int r = 0; r < rows; ++r)
+    for (int c = 0; c < cols; ++c)
+      first.push_back(walk.pixels[static_cast<size_t>(kTilePad + r) * walk.width + kTilePad + c]);
+  EXPECT_EQ(first, test_image(test, 0));
+}
+
+INSTANTIATE_TEST_SUITE_P(Shapes, NonSquareInspect, ::testing::Values(std::pair{16, 49}, std::pair{20, 28}),
+                         [](const auto& info) {
+                           return std::to_string(info.param.first) + "x" + std::to_string(info.param.second);
+                         });
+
+// Test images of the model's pixel count but another shape are not the model's images.
+TEST_F(InspectTest, InterpolateOnTestImagesOfAnotherShapeIsAnError) {
+  InspectOptions o;
+  o.checkpoint = checkpoint(4, 16, 49);
+  o.data_dir = dir_.path().string();  // 28x28: 784 pixels too
+  o.out_png = (dir_.path() / "walk.png").string();
+  try {
+    run_interpolate(o);
+    FAIL() << "expected vae::Error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("test images are 28x28, the model in " + o.checkpoint + " was trained on 16x49"),
+              std::string::npos)
+        << e.what();
+  }
+  EXPECT_FALSE(fs::exists(o.out_png));
+}
+
+TEST(EpochImages, NonSquareImagesAreDrawnAtTheirShape) {
+  TempDir dir;
+  testing_support::write_tiny_mnist(dir.path(), 4, 10, 16, 49);
+  const MnistSplit test = load_mnist_dir(dir.path()).test;
+  ModelConfig model = small_model(4);
+  model.input = 16 * 49;
+  write_epoch_images(dir.path() / "out", 1, model, initial_params(model, 2), test, 1);
+  const Png recon = read_png(dir.path() / "out" / "reconstruction_epoch_001.png");
+  EXPECT_EQ(recon.width, 8 * 49 + 9 * kTilePad);
+  EXPECT_EQ(recon.height, 2 * 16 + 3 * kTilePad);
+  const Png samples = read_png(dir.path() / "out" / "samples_epoch_001.png");
+  EXPECT_EQ(samples.width, 8 * 49 + 9 * kTilePad);
+  EXPECT_EQ(samples.height, 8 * 16 + 9 * kTilePad);
 }
 
 // ---- tools/plot ----

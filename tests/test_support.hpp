@@ -49,14 +49,17 @@ inline void write_idx(const std::filesystem::path& file, const std::vector<uint3
                                               static_cast<std::streamsize>(bytes.size()));
 }
 
-// A tiny MNIST-format data set of random 28x28 images in dir.
-inline void write_tiny_mnist(const std::filesystem::path& dir, uint32_t train_count, uint32_t test_count) {
-  std::mt19937 rng(1);
+// A tiny MNIST-format data set of random rows x cols images in dir (created if missing); the same
+// seed and sizes give the same files.
+inline void write_tiny_mnist(const std::filesystem::path& dir, uint32_t train_count, uint32_t test_count,
+                             uint32_t rows = 28, uint32_t cols = 28, uint32_t seed = 1) {
+  std::filesystem::create_directories(dir);
+  std::mt19937 rng(seed);
   auto split = [&](const std::string& prefix, uint32_t count) {
-    std::vector<uint8_t> pixels(static_cast<size_t>(count) * 784), labels(count);
+    std::vector<uint8_t> pixels(static_cast<size_t>(count) * rows * cols), labels(count);
     for (uint8_t& p : pixels) p = static_cast<uint8_t>(rng() % 256);
     for (uint8_t& l : labels) l = static_cast<uint8_t>(rng() % 10);
-    write_idx(dir / (prefix + "-images-idx3-ubyte"), {count, 28, 28}, pixels);
+    write_idx(dir / (prefix + "-images-idx3-ubyte"), {count, rows, cols}, pixels);
     write_idx(dir / (prefix + "-labels-idx1-ubyte"), {count}, labels);
   };
   split("train", train_count);

@@ -1,16 +1,19 @@
 // Checkpoints in the safetensors format: an 8-byte little-endian header length, a JSON header naming
 // every tensor (dtype, shape, data_offsets) with the run's config in __metadata__, then the raw data.
 // One file holds the weights (under PyTorch's VAE-example names for the default model, so PyTorch
-// loads them as a state_dict), Adam's moments and step, and the position in the data, so that one
-// file resumes a run exactly. Writing never replaces a good file with a half-written one.
+// loads them as a state_dict), Adam's moments and step, the position in the data and what identifies
+// that data, so that one file resumes a run exactly and refuses other data. Writing never replaces a
+// good file with a half-written one.
 #pragma once
 
 #include <cstdint>
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "vae/config.hpp"
+#include "vae/data_identity.hpp"
 #include "vae/layout.hpp"
 #include "vae/training_state.hpp"
 
@@ -28,9 +31,15 @@ struct Checkpoint {
   TrainConfig config;  // the model and the hyper-parameters that must match to resume
   TrainingState state;
   DataPosition position;
+  // The training data: its image shape, count and fingerprints. Every checkpoint written has it;
+  // one read from a version-1 file (before it was recorded) does not.
+  std::optional<DataIdentity> data;
 };
 
-inline constexpr int kCheckpointFormatVersion = 1;
+// Version 2 added the training data's identity (image_rows, image_cols, train_count,
+// train_images_xxh3, train_labels_xxh3). Version 1 files still read, without it.
+inline constexpr int kCheckpointFormatVersion = 2;
+inline constexpr int kOldestCheckpointFormatVersion = 1;
 
 // One tensor of the file: its name, where its values sit in the flat buffer, and its shape.
 // Weights keep PyTorch's [out, in] layout.
@@ -48,11 +57,13 @@ struct NamedTensor {
 std::vector<NamedTensor> parameter_tensors(const ModelConfig& model);
 
 // Writes through a temporary file in the same directory, fsync, then rename over `file`: a crash at
-// any moment leaves either the old file or the new one. Throws vae::Error naming the file.
+// any moment leaves either the old file or the new one. Throws vae::Error naming the file, also when
+// `checkpoint.data` is missing: a checkpoint that cannot say what it was trained on is not written.
 void write_checkpoint(const std::filesystem::path& file, const Checkpoint& checkpoint);
 
-// Reads and validates everything: header length bounds, JSON, dtypes, shapes against the config in
-// the metadata, offsets inside the data and not overlapping, the file size. Every failure is a
+// Reads and validates everything: header length bounds, JSON, the metadata (the data's image shape
+// must hold the model's input pixels), dtypes, shapes against the config in the metadata, offsets
+// inside the data and not overlapping, the file size. Every failure is a
 // vae::Error naming the file and, where one is at fault, the tensor.
 Checkpoint read_checkpoint(const std::filesystem::path& file);
 

@@ -40,6 +40,7 @@ struct TrainConfig {
   bool progress = true;  // a progress bar, when stdout is a terminal
   int checkpoint_every = 0;  // epochs between checkpoints in out_dir (0: only the final one)
   std::string resume_from;   // a checkpoint to continue from
+  bool allow_data_change = false;  // resume on other images of the same shape, from the start of an epoch
 };
 
 // Throws vae::UsageError naming the offending setting.

@@ -45,8 +45,8 @@ std::vector<float> decode_images(ReferenceVae<float>& vae, int count, const floa
 // The images [first, first + count) of a split, scaled to [0, 1] as the model sees them.
 std::vector<float> split_images(const MnistSplit& split, int64_t first, int count);
 
-// The side of a square image of `input` pixels; throws vae::Error when there is none, since a
-// model without data at hand knows only its pixel count.
+// The side of a square image of `input` pixels; throws vae::Error when there is none. The shape
+// assumed for a version-1 checkpoint, which records only its pixel count.
 int square_side(int input);
 
 // After epoch `epoch`, writes out_dir/reconstruction_epoch_NNN.png (the first 8 test images over

@@ -1,7 +1,7 @@
 // The commands that look inside a trained model: random samples, a walk between two test images in
 // latent space, and the map of a 2-D latent plane. Each reads a checkpoint, decodes on the CPU
 // reference model and writes one PNG, so none needs a GPU or the training data (but --interpolate,
-// which shows two test images).
+// which shows two test images). Images are drawn at the rows x cols the checkpoint records.
 #pragma once
 
 #include <cstdint>

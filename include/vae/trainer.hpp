@@ -13,6 +13,7 @@
 #include "vae/batch_feeder.hpp"
 #include "vae/checkpoint.hpp"
 #include "vae/config.hpp"
+#include "vae/data_identity.hpp"
 #include "vae/idx.hpp"
 #include "vae/training_backend.hpp"
 
@@ -46,7 +47,12 @@ class Trainer {
   void set_stop_request(std::function<bool()> should_stop) { should_stop_ = std::move(should_stop); }
 
   // Continues from a checkpoint taken by this config: the backend's state and the data position.
+  // A mid-epoch position on other data than the checkpoint records (or past this epoch's end) is a
+  // vae::Error; the caller checks the data first, to name the files (train_command.cpp).
   void resume(const Checkpoint& checkpoint);
+
+  // The training data's identity, computed once here; checkpoint() records it.
+  const DataIdentity& data_identity() const { return data_; }
 
   // Where a checkpoint written now resumes, and what it must contain.
   DataPosition position();
@@ -65,6 +71,7 @@ class Trainer {
   const MnistSplit& train_;
   const MnistSplit& test_;
   std::unique_ptr<TrainingBackend> backend_;
+  DataIdentity data_;
   std::unique_ptr<BatchFeeder> feeder_;  // null with resident data
   std::function<bool()> should_stop_;
   int epoch_ = 0;             // the epoch in progress or last finished

@@ -59,6 +59,7 @@ vae::Checkpoint tiny_checkpoint(const std::vector<int>& hidden) {
   }
   c.state.step = 3;
   c.position = vae::DataPosition{2, 1, 10.5, 0.25};
+  c.data = vae::DataIdentity{2, 2, 5, 0x0123456789abcdefull, 0xfedcba9876543210ull};
   return c;
 }
 

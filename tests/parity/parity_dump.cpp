@@ -12,6 +12,7 @@
 
 #include "tensor_file.hpp"
 #include "vae/checkpoint.hpp"
+#include "vae/data_identity.hpp"
 #include "vae/error.hpp"
 #include "vae/idx.hpp"
 #include "vae/noise_streams.hpp"
@@ -103,7 +104,7 @@ int run(int argc, char** argv) {
 
   ReferenceBackend backend(config);
   const TrainingState initial = backend.state();
-  write_checkpoint(out / "initial.safetensors", Checkpoint{config, initial, DataPosition{}});
+  write_checkpoint(out / "initial.safetensors", Checkpoint{config, initial, DataPosition{}, identify_training_data(data.train)});
   step_one(config, pixels, initial.params, eps.data()).write(out / "step1.safetensors");
 
   // The same batch every step: the trajectory then depends on the optimiser and the noise alone.
@@ -117,7 +118,7 @@ int run(int argc, char** argv) {
   TensorFile trajectory;
   trajectory.add("loss.total", {steps}, losses.data());
   trajectory.write(out / "losses.safetensors");
-  write_checkpoint(out / "final.safetensors", Checkpoint{config, backend.state(), DataPosition{}});
+  write_checkpoint(out / "final.safetensors", Checkpoint{config, backend.state(), DataPosition{}, identify_training_data(data.train)});
   fmt::print("parity_dump: {} steps of hidden {} latent {} seed {} batch {} into {}\n", steps, hidden,
              config.model.latent, config.seed, config.batch, out_dir);
   return 0;
