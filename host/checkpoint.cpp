@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "atomic_file.hpp"
+#include "safetensors_header.hpp"
 #include "vae/error.hpp"
 
 namespace vae {
@@ -20,8 +21,6 @@ namespace {
 namespace fs = std::filesystem;
 using nlohmann::json;
 
-// A header past this is not a checkpoint of ours (ours are a few kB), whatever the file says.
-constexpr uint64_t kMaxHeaderBytes = uint64_t{1} << 24;
 constexpr const char* kFormatName = "vae_cuda";
 
 int64_t element_count(const std::vector<int64_t>& shape) {
@@ -208,29 +207,18 @@ Checkpoint read_checkpoint(const fs::path& file) {
   std::error_code ec;
   if (!fs::is_regular_file(file, ec)) throw fail("not found or not a file");
   const std::vector<char> bytes = read_all(file);
-  if (bytes.size() < 8) throw fail(fmt::format("{} bytes: too short for a safetensors header", bytes.size()));
-  uint64_t header_length = 0;
-  for (int i = 7; i >= 0; --i) header_length = (header_length << 8) | static_cast<uint8_t>(bytes[i]);
-  if (header_length == 0 || header_length > kMaxHeaderBytes || header_length > bytes.size() - 8)
-    throw fail(fmt::format("header length {} is impossible for a file of {} bytes", header_length, bytes.size()));
+  const SafetensorsFile contents = split_safetensors(bytes, file);
+  const json& header = contents.header;
+  if (!header.contains("__metadata__")) throw fail("header has no __metadata__");
+  Checkpoint c = config_from(file, header.at("__metadata__"));
 
-  json header;
-  try {
-    header = json::parse(bytes.begin() + 8, bytes.begin() + 8 + static_cast<int64_t>(header_length));
-  } catch (const json::exception& e) {
-    throw fail(std::string("header is not valid JSON: ") + e.what());
-  }
-  if (!header.is_object()) throw fail("header is not a JSON object");
-  if (!header.contains("__metadata__") || !header["__metadata__"].is_object()) throw fail("header has no __metadata__");
-  Checkpoint c = config_from(file, header["__metadata__"]);
-
-  const uint64_t data_size = bytes.size() - 8 - header_length;
-  const char* data = bytes.data() + 8 + header_length;
+  const uint64_t data_size = contents.data_size;
+  const char* data = contents.data;
   const std::vector<FileTensor> expected = file_tensors(c.config.model);
   std::map<std::string, const FileTensor*> wanted;
   for (const FileTensor& t : expected) wanted[t.tensor.name] = &t;
   for (const auto& [name, value] : header.items())
-    if (name != "__metadata__" && !wanted.count(name)) throw fail(fmt::format("tensor {}: not part of this model", name));
+    if (name != "__metadata__" && !wanted.count(name)) throw fail(fmt::format("tensor {}: not part of this model", plain_for_message(name)));
 
   // The metadata alone may declare a model of any size: check the file really holds its tensors
   // before sizing buffers from it, so a small lying file cannot ask for gigabytes.
@@ -248,7 +236,7 @@ Checkpoint read_checkpoint(const fs::path& file) {
   for (const FileTensor& t : expected) {
     const std::string& name = t.tensor.name;
     if (!header.contains(name)) throw fail(fmt::format("tensor {}: missing", name));
-    const json& entry = header[name];
+    const json& entry = header.at(name);
     if (!entry.is_object()) throw fail(fmt::format("tensor {}: entry is not an object", name));
     if (!entry.contains("dtype") || entry["dtype"] != "F32")
       throw fail(fmt::format("tensor {}: dtype {}, expected F32", name,

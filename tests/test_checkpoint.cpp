@@ -1,6 +1,7 @@
 // Checkpoints: every tensor and setting round-trips, each malformed file is a clear error naming the
 // file (and the tensor), a writer killed mid-write never costs the previous checkpoint, and a resumed
 // run, at an epoch boundary or mid-epoch, is bitwise the run that was never stopped.
+#include <fmt/format.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <signal.h>
@@ -121,14 +122,25 @@ class MalformedCheckpoint : public testing::Test {
   }
 
   void write_bytes(const std::string& bytes) { std::ofstream(file_, std::ios::binary) << bytes; }
+  // Writes a file of this header text (its length prefixed) and data, as given.
+  void write_text(const std::string& text, const std::string& data) {
+    std::string out(8, '\0');
+    for (int i = 0; i < 8; ++i) out[i] = static_cast<char>((static_cast<uint64_t>(text.size()) >> (8 * i)) & 0xff);
+    write_bytes(out + text + data);
+  }
   // Rewrites the file with a changed header (and optionally changed data).
   void write_with(const std::function<void(nlohmann::json&)>& change, const std::string& data_suffix = "") {
     nlohmann::json h = header_;
     change(h);
-    const std::string text = h.dump();
-    std::string out(8, '\0');
-    for (int i = 0; i < 8; ++i) out[i] = static_cast<char>((static_cast<uint64_t>(text.size()) >> (8 * i)) & 0xff);
-    write_bytes(out + text + data_ + data_suffix);
+    write_text(h.dump(), data_ + data_suffix);
+  }
+  // The good header's text with `insert` placed right after `anchor`, which must occur once.
+  std::string header_text_with(const std::string& anchor, const std::string& insert) const {
+    std::string text = header_.dump();
+    const size_t at = text.find(anchor);
+    EXPECT_NE(at, std::string::npos) << anchor;
+    EXPECT_EQ(text.find(anchor, at + 1), std::string::npos) << anchor;
+    return text.insert(at + anchor.size(), insert);
   }
   void expect_error(std::initializer_list<const char*> fragments) {
     try {
@@ -233,6 +245,55 @@ TEST_F(MalformedCheckpoint, TruncatedOrPaddedData) {
   expect_error({"file size"});
   write_with([](auto&) {}, "trailing");
   expect_error({"file size"});
+}
+
+// safetensors forbids a key twice; a JSON parser keeps the last one, so without this check a second
+// __metadata__ would silently set the run's learning rate and seed.
+TEST_F(MalformedCheckpoint, RepeatedKeysAnywhereAreAnError) {
+  const std::string good = header_.dump();
+  const std::string open = good.substr(0, good.size() - 1);  // without the closing brace
+  nlohmann::json other_metadata = header_["__metadata__"];
+  other_metadata["lr"] = "0.5";
+  other_metadata["seed"] = "99";
+  write_text(open + ",\"__metadata__\":" + other_metadata.dump() + "}", data_);
+  expect_error({"header repeats the key __metadata__: safetensors forbids duplicate keys"});
+  write_text(open + ",\"fc1.bias\":" + header_["fc1.bias"].dump() + "}", data_);
+  expect_error({"header repeats the key fc1.bias:"});
+  write_text(header_text_with("\"__metadata__\":{", "\"lr\":\"0.5\","), data_);
+  expect_error({"header repeats the key lr in __metadata__:"});
+  write_text(header_text_with("\"fc3.bias\":{", "\"dtype\":\"F16\","), data_);
+  expect_error({"header repeats the key dtype in fc3.bias:"});
+  // Deeper, and the objects around it go on being checked after it closes.
+  write_text(header_text_with("\"fc3.bias\":{", "\"extra\":{\"k\":1,\"k\":2},"), data_);
+  expect_error({"header repeats the key k in fc3.bias > extra:"});
+  write_text(header_text_with("\"fc3.bias\":{", "\"extra\":{\"k\":1,\"dtype\":2},"), data_);
+  EXPECT_NO_THROW(read_checkpoint(file_));  // the same key in two objects is no repeat
+}
+
+// The header is one JSON object, padded at the end with spaces (0x20) and nothing else.
+TEST_F(MalformedCheckpoint, HeaderIsItsObjectThenOnlySpaces) {
+  const std::string header = header_.dump();
+  write_text(header + "       ", data_);
+  EXPECT_NO_THROW(read_checkpoint(file_));
+  write_text(header + "\n", data_);
+  expect_error(
+      {fmt::format("header byte {} after its JSON object is 0x0a; only spaces (0x20) may pad", header.size()).c_str()});
+  write_text(header + " \t ", data_);
+  expect_error({"is 0x09; only spaces"});
+  write_text(header + std::string("\0\0\0", 3), data_);
+  expect_error({fmt::format("header byte {} is NUL", header.size()).c_str()});
+  write_text(header + std::string(" \0{\"lr\":\"0.5\"}", 14), data_);  // a NUL would end nlohmann's input
+  expect_error({"is NUL"});
+  write_text(header + "junk", data_);
+  expect_error({"header has more after its JSON object", "only spaces may follow it"});
+  write_text(header + "{}", data_);
+  expect_error({"header has more after its JSON object"});
+  write_text(" " + header, data_);
+  expect_error({"not a JSON object", "starts with '{'"});
+  write_with([](auto& h) { h["__metadata__"] = "lr=1"; });
+  expect_error({"__metadata__ is not a JSON object"});
+  write_with([](auto& h) { h["__metadata__"]["note"] = 1; });  // a key vae_cuda does not read: still the format's rule
+  expect_error({"__metadata__ \"note\" is not a string"});
 }
 
 TEST(CheckpointWrite, UnwritableDirectoryIsAnErrorAndLeavesNothing) {
