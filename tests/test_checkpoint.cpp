@@ -208,12 +208,14 @@ TEST_F(MalformedCheckpoint, MetadataProblems) {
     h["__metadata__"]["input"] = "1048576";
     h["__metadata__"]["hidden"] = "65536";
   });
-  expect_error({"file size", "needs"});
+  expect_error({"tensor fc1.weight has shape [8, 12]; the model in __metadata__ needs [65536, 1048576]"});
 }
 
 TEST_F(MalformedCheckpoint, TensorProblemsNameTheTensor) {
   write_with([](auto& h) { h["fc1.weight"]["dtype"] = "F16"; });
-  expect_error({"tensor fc1.weight", "dtype \"F16\""});
+  expect_error({"tensor fc1.weight has dtype F16; vae_cuda reads F32"});
+  write_with([](auto& h) { h["fc1.weight"]["dtype"] = 32; });
+  expect_error({"tensor fc1.weight: dtype is missing or not a string"});
   write_with([](auto& h) { h["fc21.bias"]["shape"] = {3}; });
   expect_error({"tensor fc21.bias", "shape [3]"});
   write_with([](auto& h) { h["fc21.bias"]["shape"] = {-2}; });
@@ -230,19 +232,27 @@ TEST_F(MalformedCheckpoint, TensorProblemsNameTheTensor) {
     const uint64_t end = data_.size();
     h["fc4.bias"]["data_offsets"] = {end, end + 48};
   });
-  expect_error({"tensor fc4.bias", "outside"});
+  expect_error({"tensor fc4.bias", "reach past the end"});
   write_with([](auto& h) { h["fc3.bias"]["data_offsets"] = {8, 4}; });
-  expect_error({"tensor fc3.bias"});
+  expect_error({"tensor fc3.bias", "run backwards"});
   write_with([](auto& h) {  // same size, but on top of fc1.weight's bytes
     h["fc1.bias"]["data_offsets"] = {0, h["fc1.bias"]["data_offsets"][1].template get<uint64_t>() -
                                             h["fc1.bias"]["data_offsets"][0].template get<uint64_t>()};
   });
-  expect_error({"overlap"});
+  expect_error({"fc1.bias", "fc1.weight", "data_offsets overlap"});
+  // The last tensor moved 4 bytes on, over 4 extra bytes: the data has a hole the format forbids.
+  write_with(
+      [](auto& h) {
+        auto& offsets = h["optimizer.exp_avg_sq.fc4.bias"]["data_offsets"];
+        offsets = {offsets[0].template get<uint64_t>() + 4, offsets[1].template get<uint64_t>() + 4};
+      },
+      "pad!");
+  expect_error({"belong to no tensor", "no holes"});
 }
 
 TEST_F(MalformedCheckpoint, TruncatedOrPaddedData) {
   write_bytes(bytes_.substr(0, bytes_.size() - 4));
-  expect_error({"file size"});
+  expect_error({"tensor optimizer.exp_avg_sq.fc4.bias", "reach past the end", "truncated"});
   write_with([](auto&) {}, "trailing");
   expect_error({"file size"});
 }
@@ -268,6 +278,26 @@ TEST_F(MalformedCheckpoint, RepeatedKeysAnywhereAreAnError) {
   expect_error({"header repeats the key k in fc3.bias > extra:"});
   write_text(header_text_with("\"fc3.bias\":{", "\"extra\":{\"k\":1,\"dtype\":2},"), data_);
   EXPECT_NO_THROW(read_checkpoint(file_));  // the same key in two objects is no repeat
+}
+
+// A valid safetensors file of another dtype has other data sizes too; the dtype is the cause to name.
+TEST_F(MalformedCheckpoint, OtherDtypesAreNamedBeforeAnySize) {
+  for (const auto& [dtype, bytes] : {std::pair<const char*, int>{"F16", 2}, {"BF16", 2}, {"F64", 8}}) {
+    nlohmann::json h = header_;
+    for (auto& [name, entry] : h.items()) {
+      if (name == "__metadata__") continue;
+      entry["dtype"] = dtype;
+      for (auto& offset : entry["data_offsets"]) offset = offset.get<uint64_t>() / sizeof(float) * bytes;
+    }
+    write_text(h.dump(), std::string(data_.size() / sizeof(float) * bytes, '\0'));
+    expect_error({fmt::format("tensor fc1.weight has dtype {}; vae_cuda reads F32", dtype).c_str()});
+  }
+}
+
+// Metadata declaring another model than the tensors hold: the shape is named, not the data size.
+TEST_F(MalformedCheckpoint, ShapesAreCheckedBeforeSizes) {
+  write_with([](auto& h) { h["__metadata__"]["latent"] = "3"; });
+  expect_error({"tensor fc21.weight has shape [2, 8]; the model in __metadata__ needs [3, 8]"});
 }
 
 // The header is one JSON object, padded at the end with spaces (0x20) and nothing else.
