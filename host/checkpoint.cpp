@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <cmath>
 #include <cstring>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -230,6 +231,24 @@ std::vector<TensorEntry> check_entries(const fs::path& file, const json& header,
   return entries;
 }
 
+// Values no run can produce: NaN or +-Inf anywhere, or a negative second moment (a running mean of
+// squares). Accepted, they would surface far from their cause, as a black image or a "non-finite
+// loss" steps later; here the message names the tensor and the first bad index in it (flat, row-major).
+void check_values(const fs::path& file, const std::vector<FileTensor>& tensors, const TrainingState& state) {
+  const std::vector<float>* buffers[] = {&state.params, &state.adam_m, &state.adam_v};
+  for (const FileTensor& t : tensors) {
+    const float* values = buffers[t.buffer]->data() + t.tensor.offset;
+    const bool second_moment = t.buffer == 2;
+    for (int64_t i = 0; i < t.tensor.size(); ++i) {
+      if (!std::isfinite(values[i]))
+        throw at(file, fmt::format("tensor {}: value {} at index {} is not finite", t.tensor.name, values[i], i));
+      if (second_moment && values[i] < 0.0f)
+        throw at(file, fmt::format("tensor {}: value {} at index {} is negative, which an Adam second moment cannot be",
+                                   t.tensor.name, values[i], i));
+    }
+  }
+}
+
 }  // namespace
 
 int64_t NamedTensor::size() const { return element_count(shape); }
@@ -308,6 +327,7 @@ Checkpoint read_checkpoint(const fs::path& file) {
   for (std::vector<float>* b : buffers) b->assign(static_cast<size_t>(total), 0.0f);
   for (const TensorEntry& e : entries)
     std::memcpy(buffers[e.tensor->buffer]->data() + e.tensor->tensor.offset, contents.data + e.begin, e.end - e.begin);
+  check_values(file, expected, c.state);
   return c;
 }
 

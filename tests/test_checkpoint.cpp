@@ -9,8 +9,10 @@
 #include <unistd.h>
 
 #include <cmath>
+#include <cstring>
 #include <fstream>
 #include <functional>
+#include <limits>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <random>
@@ -42,8 +44,12 @@ Checkpoint random_checkpoint(const ModelConfig& model, uint32_t seed) {
   std::normal_distribution<float> normal;
   for (auto* buffer : {&c.state.params, &c.state.adam_m, &c.state.adam_v}) {
     buffer->assign(static_cast<size_t>(total), 0.0f);
+    const bool second_moment = buffer == &c.state.adam_v;  // a mean of squares: never negative
     for (const NamedTensor& t : parameter_tensors(model))
-      for (int64_t i = 0; i < t.size(); ++i) (*buffer)[t.offset + i] = normal(rng);
+      for (int64_t i = 0; i < t.size(); ++i) {
+        const float value = normal(rng);
+        (*buffer)[t.offset + i] = second_moment ? std::abs(value) : value;
+      }
   }
   c.state.step = 4242;
   c.position = DataPosition{3, 17, 12345.678901234567, 0.1};
@@ -141,6 +147,13 @@ class MalformedCheckpoint : public testing::Test {
     EXPECT_NE(at, std::string::npos) << anchor;
     EXPECT_EQ(text.find(anchor, at + 1), std::string::npos) << anchor;
     return text.insert(at + anchor.size(), insert);
+  }
+  // The good data with one float of a tensor (by its checkpoint name and flat index) replaced.
+  std::string data_with(const std::string& tensor, int64_t index, float value) const {
+    std::string data = data_;
+    const uint64_t begin = header_.at(tensor).at("data_offsets")[0].get<uint64_t>();
+    std::memcpy(data.data() + begin + index * sizeof(float), &value, sizeof(float));
+    return data;
   }
   void expect_error(std::initializer_list<const char*> fragments) {
     try {
@@ -298,6 +311,33 @@ TEST_F(MalformedCheckpoint, OtherDtypesAreNamedBeforeAnySize) {
 TEST_F(MalformedCheckpoint, ShapesAreCheckedBeforeSizes) {
   write_with([](auto& h) { h["__metadata__"]["latent"] = "3"; });
   expect_error({"tensor fc21.weight has shape [2, 8]; the model in __metadata__ needs [3, 8]"});
+}
+
+TEST_F(MalformedCheckpoint, NonFiniteValuesAndNegativeSecondMomentsNameTensorAndIndex) {
+  const float nan = std::numeric_limits<float>::quiet_NaN(), inf = std::numeric_limits<float>::infinity();
+  const std::string header = header_.dump();
+  write_text(header, data_with("fc1.weight", 5, nan));
+  expect_error({"tensor fc1.weight: value nan at index 5 is not finite"});
+  write_text(header, data_with("fc4.bias", 11, inf));
+  expect_error({"tensor fc4.bias: value inf at index 11 is not finite"});
+  write_text(header, data_with("optimizer.exp_avg.fc3.weight", 7, -inf));
+  expect_error({"tensor optimizer.exp_avg.fc3.weight: value -inf at index 7 is not finite"});
+  write_text(header, data_with("optimizer.exp_avg_sq.fc22.weight", 3, nan));
+  expect_error({"tensor optimizer.exp_avg_sq.fc22.weight: value nan at index 3 is not finite"});
+  write_text(header, data_with("optimizer.exp_avg_sq.fc21.bias", 1, -0.5f));
+  expect_error({"tensor optimizer.exp_avg_sq.fc21.bias: value -0.5 at index 1 is negative"});
+  // The first bad index is the one named.
+  data_ = data_with("fc3.weight", 9, nan);
+  write_text(header, data_with("fc3.weight", 4, -inf));
+  expect_error({"tensor fc3.weight: value -inf at index 4 is not finite"});
+}
+
+TEST_F(MalformedCheckpoint, SecondMomentsMayBeZeroOrTiny) {
+  data_ = data_with("optimizer.exp_avg_sq.fc1.bias", 0, -0.0f);
+  data_ = data_with("optimizer.exp_avg_sq.fc1.bias", 1, 0.0f);
+  data_ = data_with("optimizer.exp_avg_sq.fc1.bias", 2, std::numeric_limits<float>::denorm_min());
+  write_text(header_.dump(), data_);
+  EXPECT_NO_THROW(read_checkpoint(file_));
 }
 
 // The header is one JSON object, padded at the end with spaces (0x20) and nothing else.
