@@ -6,12 +6,14 @@
 
 #include <algorithm>
 #include <charconv>
+#include <cmath>
 #include <cstring>
 #include <fstream>
-#include <map>
 #include <nlohmann/json.hpp>
+#include <set>
 
 #include "atomic_file.hpp"
+#include "safetensors_header.hpp"
 #include "vae/error.hpp"
 
 namespace vae {
@@ -20,8 +22,6 @@ namespace {
 namespace fs = std::filesystem;
 using nlohmann::json;
 
-// A header past this is not a checkpoint of ours (ours are a few kB), whatever the file says.
-constexpr uint64_t kMaxHeaderBytes = uint64_t{1} << 24;
 constexpr const char* kFormatName = "vae_cuda";
 
 int64_t element_count(const std::vector<int64_t>& shape) {
@@ -182,6 +182,106 @@ Checkpoint config_from(const fs::path& file, const json& metadata) {
   return c;
 }
 
+Error at(const fs::path& file, const std::string& what) { return Error(file.string() + ": " + what); }
+
+bool is_unsigned_list(const json& value) {
+  return value.is_array() &&
+         std::all_of(value.begin(), value.end(), [](const json& v) { return v.is_number_unsigned(); });
+}
+
+// One tensor's entry, its fields checked, and the bytes [begin, end) of the data it names.
+struct TensorEntry {
+  const FileTensor* tensor;
+  uint64_t begin, end;
+};
+
+// Checks every expected tensor's header entry, each kind of check over all tensors before the next
+// kind, so the message names the real cause: a file of F16 tensors also has the wrong data size,
+// but its dtype is what is wrong. Then the data_offsets must tile [0, data_size) exactly, as the
+// format requires: no holes, no overlaps, nothing after the last tensor.
+std::vector<TensorEntry> check_entries(const fs::path& file, const json& header,
+                                       const std::vector<FileTensor>& expected, uint64_t data_size) {
+  for (const FileTensor& t : expected) {
+    const std::string& name = t.tensor.name;
+    const auto entry = header.find(name);
+    if (entry == header.end()) throw at(file, fmt::format("tensor {}: missing", name));
+    if (!entry->is_object()) throw at(file, fmt::format("tensor {}: entry is not an object", name));
+    if (!entry->contains("dtype") || !entry->at("dtype").is_string())
+      throw at(file, fmt::format("tensor {}: dtype is missing or not a string", name));
+    if (!entry->contains("shape") || !is_unsigned_list(entry->at("shape")))
+      throw at(file, fmt::format("tensor {}: shape is missing or not a list of non-negative integers", name));
+    const json* offsets = entry->contains("data_offsets") ? &entry->at("data_offsets") : nullptr;
+    if (!offsets || !is_unsigned_list(*offsets) || offsets->size() != 2)
+      throw at(file, fmt::format("tensor {}: data_offsets must be two non-negative integers", name));
+  }
+  for (const FileTensor& t : expected) {
+    const std::string dtype = header.at(t.tensor.name).at("dtype").get<std::string>();
+    if (dtype != "F32")
+      throw at(file,
+               fmt::format("tensor {} has dtype {}; vae_cuda reads F32", t.tensor.name, plain_for_message(dtype)));
+  }
+  for (const FileTensor& t : expected) {
+    const auto shape = header.at(t.tensor.name).at("shape").get<std::vector<uint64_t>>();
+    if (!std::equal(shape.begin(), shape.end(), t.tensor.shape.begin(), t.tensor.shape.end(),
+                    [](uint64_t a, int64_t b) { return a == static_cast<uint64_t>(b); }))
+      throw at(file, fmt::format("tensor {} has shape [{}]; the model in __metadata__ needs [{}]", t.tensor.name,
+                                 fmt::join(shape, ", "), fmt::join(t.tensor.shape, ", ")));
+  }
+  std::vector<TensorEntry> entries;
+  for (const FileTensor& t : expected) {
+    const json& offsets = header.at(t.tensor.name).at("data_offsets");
+    const auto begin = offsets[0].get<uint64_t>(), end = offsets[1].get<uint64_t>();
+    const std::string& name = t.tensor.name;
+    if (begin > end) throw at(file, fmt::format("tensor {}: data_offsets [{}, {}] run backwards", name, begin, end));
+    if (end > data_size)
+      throw at(file,
+               fmt::format("tensor {}: data_offsets [{}, {}] reach past the end of the {} data bytes: the file is "
+                           "truncated or the offsets are wrong",
+                           name, begin, end, data_size));
+    const uint64_t needed = static_cast<uint64_t>(t.tensor.size()) * sizeof(float);
+    if (end - begin != needed)
+      throw at(file, fmt::format("tensor {}: data_offsets [{}, {}] hold {} bytes; {} floats need {}", name, begin, end,
+                                 end - begin, t.tensor.size(), needed));
+    entries.push_back({&t, begin, end});
+  }
+  std::vector<TensorEntry> by_place = entries;
+  std::sort(by_place.begin(), by_place.end(),
+            [](const TensorEntry& a, const TensorEntry& b) { return a.begin < b.begin; });
+  uint64_t covered = 0;
+  for (size_t i = 0; i < by_place.size(); ++i) {
+    const TensorEntry& e = by_place[i];
+    if (e.begin < covered)
+      throw at(file, fmt::format("tensors {} and {}: data_offsets overlap", by_place[i - 1].tensor->tensor.name,
+                                 e.tensor->tensor.name));
+    if (e.begin > covered)
+      throw at(file,
+               fmt::format("data bytes [{}, {}) belong to no tensor: the format allows no holes", covered, e.begin));
+    covered = e.end;
+  }
+  if (covered != data_size)
+    throw at(file,
+             fmt::format("file size: tensors end at data byte {}, the file has {} data bytes", covered, data_size));
+  return entries;
+}
+
+// Values no run can produce: NaN or +-Inf anywhere, or a negative second moment (a running mean of
+// squares). Accepted, they would surface far from their cause, as a black image or a "non-finite
+// loss" steps later; here the message names the tensor and the first bad index in it (flat, row-major).
+void check_values(const fs::path& file, const std::vector<FileTensor>& tensors, const TrainingState& state) {
+  const std::vector<float>* buffers[] = {&state.params, &state.adam_m, &state.adam_v};
+  for (const FileTensor& t : tensors) {
+    const float* values = buffers[t.buffer]->data() + t.tensor.offset;
+    const bool second_moment = t.buffer == 2;
+    for (int64_t i = 0; i < t.tensor.size(); ++i) {
+      if (!std::isfinite(values[i]))
+        throw at(file, fmt::format("tensor {}: value {} at index {} is not finite", t.tensor.name, values[i], i));
+      if (second_moment && values[i] < 0.0f)
+        throw at(file, fmt::format("tensor {}: value {} at index {} is negative, which an Adam second moment cannot be",
+                                   t.tensor.name, values[i], i));
+    }
+  }
+}
+
 }  // namespace
 
 int64_t NamedTensor::size() const { return element_count(shape); }
@@ -238,80 +338,30 @@ void write_checkpoint(const fs::path& file, const Checkpoint& c) {
 }
 
 Checkpoint read_checkpoint(const fs::path& file) {
-  auto fail = [&](const std::string& what) -> Error { return Error(file.string() + ": " + what); };
   std::error_code ec;
-  if (!fs::is_regular_file(file, ec)) throw fail("not found or not a file");
+  if (!fs::is_regular_file(file, ec)) throw at(file, "not found or not a file");
   const std::vector<char> bytes = read_all(file);
-  if (bytes.size() < 8) throw fail(fmt::format("{} bytes: too short for a safetensors header", bytes.size()));
-  uint64_t header_length = 0;
-  for (int i = 7; i >= 0; --i) header_length = (header_length << 8) | static_cast<uint8_t>(bytes[i]);
-  if (header_length == 0 || header_length > kMaxHeaderBytes || header_length > bytes.size() - 8)
-    throw fail(fmt::format("header length {} is impossible for a file of {} bytes", header_length, bytes.size()));
+  const SafetensorsFile contents = split_safetensors(bytes, file);
+  const json& header = contents.header;
+  if (!header.contains("__metadata__")) throw at(file, "header has no __metadata__");
+  Checkpoint c = config_from(file, header.at("__metadata__"));
 
-  json header;
-  try {
-    header = json::parse(bytes.begin() + 8, bytes.begin() + 8 + static_cast<int64_t>(header_length));
-  } catch (const json::exception& e) {
-    throw fail(std::string("header is not valid JSON: ") + e.what());
-  }
-  if (!header.is_object()) throw fail("header is not a JSON object");
-  if (!header.contains("__metadata__") || !header["__metadata__"].is_object()) throw fail("header has no __metadata__");
-  Checkpoint c = config_from(file, header["__metadata__"]);
-
-  const uint64_t data_size = bytes.size() - 8 - header_length;
-  const char* data = bytes.data() + 8 + header_length;
   const std::vector<FileTensor> expected = file_tensors(c.config.model);
-  std::map<std::string, const FileTensor*> wanted;
-  for (const FileTensor& t : expected) wanted[t.tensor.name] = &t;
+  std::set<std::string> wanted;
+  for (const FileTensor& t : expected) wanted.insert(t.tensor.name);
   for (const auto& [name, value] : header.items())
-    if (name != "__metadata__" && !wanted.count(name)) throw fail(fmt::format("tensor {}: not part of this model", name));
+    if (name != "__metadata__" && !wanted.count(name))
+      throw at(file, fmt::format("tensor {}: not part of this model", plain_for_message(name)));
 
-  // The metadata alone may declare a model of any size: check the file really holds its tensors
-  // before sizing buffers from it, so a small lying file cannot ask for gigabytes.
-  uint64_t expected_bytes = 0;
-  for (const FileTensor& t : expected) expected_bytes += static_cast<uint64_t>(t.tensor.size()) * sizeof(float);
-  if (expected_bytes != data_size)
-    throw fail(fmt::format("file size: the model in __metadata__ needs {} data bytes, the file has {}", expected_bytes,
-                           data_size));
-  const int64_t total = make_layout(c.config.model).total;
-  c.state.params.assign(static_cast<size_t>(total), 0.0f);
-  c.state.adam_m.assign(static_cast<size_t>(total), 0.0f);
-  c.state.adam_v.assign(static_cast<size_t>(total), 0.0f);
+  // Nothing is sized from the metadata before the data_offsets are known to tile the file's own
+  // bytes, so a small file declaring a huge model cannot ask for gigabytes.
+  const std::vector<TensorEntry> entries = check_entries(file, header, expected, contents.data_size);
   std::vector<float>* buffers[] = {&c.state.params, &c.state.adam_m, &c.state.adam_v};
-  std::vector<std::pair<uint64_t, uint64_t>> spans;
-  for (const FileTensor& t : expected) {
-    const std::string& name = t.tensor.name;
-    if (!header.contains(name)) throw fail(fmt::format("tensor {}: missing", name));
-    const json& entry = header[name];
-    if (!entry.is_object()) throw fail(fmt::format("tensor {}: entry is not an object", name));
-    if (!entry.contains("dtype") || entry["dtype"] != "F32")
-      throw fail(fmt::format("tensor {}: dtype {}, expected F32", name,
-                             entry.contains("dtype") ? entry["dtype"].dump() : "missing"));
-    if (!entry.contains("shape") || !entry["shape"].is_array() ||
-        !std::all_of(entry["shape"].begin(), entry["shape"].end(), [](const json& d) { return d.is_number_unsigned(); }) ||
-        entry["shape"].get<std::vector<int64_t>>() != t.tensor.shape)
-      throw fail(fmt::format("tensor {}: shape {}, expected [{}]", name,
-                             entry.contains("shape") ? entry["shape"].dump() : "missing",
-                             fmt::join(t.tensor.shape, ", ")));
-    const json& offsets = entry.contains("data_offsets") ? entry["data_offsets"] : json();
-    if (!offsets.is_array() || offsets.size() != 2 || !offsets[0].is_number_unsigned() ||
-        !offsets[1].is_number_unsigned())
-      throw fail(fmt::format("tensor {}: data_offsets must be two non-negative integers", name));
-    const auto begin = offsets[0].get<uint64_t>(), end = offsets[1].get<uint64_t>();
-    const uint64_t bytes_needed = static_cast<uint64_t>(t.tensor.size()) * sizeof(float);
-    if (begin > end || end > data_size)
-      throw fail(fmt::format("tensor {}: data_offsets [{}, {}] outside the {} data bytes", name, begin, end, data_size));
-    if (end - begin != bytes_needed)
-      throw fail(fmt::format("tensor {}: {} data bytes for {} floats", name, end - begin, t.tensor.size()));
-    spans.emplace_back(begin, end);
-    std::memcpy(buffers[t.buffer]->data() + t.tensor.offset, data + begin, bytes_needed);
-  }
-  std::sort(spans.begin(), spans.end());
-  for (size_t i = 1; i < spans.size(); ++i)
-    if (spans[i].first < spans[i - 1].second) throw fail("two tensors' data_offsets overlap");
-  const uint64_t covered = spans.empty() ? 0 : spans.back().second;
-  if (covered != data_size)
-    throw fail(fmt::format("file size: tensors end at data byte {}, the file has {} data bytes", covered, data_size));
+  const int64_t total = make_layout(c.config.model).total;
+  for (std::vector<float>* b : buffers) b->assign(static_cast<size_t>(total), 0.0f);
+  for (const TensorEntry& e : entries)
+    std::memcpy(buffers[e.tensor->buffer]->data() + e.tensor->tensor.offset, contents.data + e.begin, e.end - e.begin);
+  check_values(file, expected, c.state);
   return c;
 }
 

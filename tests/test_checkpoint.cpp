@@ -1,6 +1,7 @@
 // Checkpoints: every tensor and setting round-trips, each malformed file is a clear error naming the
 // file (and the tensor), a writer killed mid-write never costs the previous checkpoint, and a resumed
 // run, at an epoch boundary or mid-epoch, is bitwise the run that was never stopped.
+#include <fmt/format.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <signal.h>
@@ -8,8 +9,10 @@
 #include <unistd.h>
 
 #include <cmath>
+#include <cstring>
 #include <fstream>
 #include <functional>
+#include <limits>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <random>
@@ -49,8 +52,12 @@ Checkpoint random_checkpoint(const ModelConfig& model, uint32_t seed) {
   std::normal_distribution<float> normal;
   for (auto* buffer : {&c.state.params, &c.state.adam_m, &c.state.adam_v}) {
     buffer->assign(static_cast<size_t>(total), 0.0f);
+    const bool second_moment = buffer == &c.state.adam_v;  // a mean of squares: never negative
     for (const NamedTensor& t : parameter_tensors(model))
-      for (int64_t i = 0; i < t.size(); ++i) (*buffer)[t.offset + i] = normal(rng);
+      for (int64_t i = 0; i < t.size(); ++i) {
+        const float value = normal(rng);
+        (*buffer)[t.offset + i] = second_moment ? std::abs(value) : value;
+      }
   }
   c.state.step = 4242;
   c.position = DataPosition{3, 17, 12345.678901234567, 0.1};
@@ -157,14 +164,32 @@ class MalformedCheckpoint : public testing::Test {
   }
 
   void write_bytes(const std::string& bytes) { std::ofstream(file_, std::ios::binary) << bytes; }
+  // Writes a file of this header text (its length prefixed) and data, as given.
+  void write_text(const std::string& text, const std::string& data) {
+    std::string out(8, '\0');
+    for (int i = 0; i < 8; ++i) out[i] = static_cast<char>((static_cast<uint64_t>(text.size()) >> (8 * i)) & 0xff);
+    write_bytes(out + text + data);
+  }
   // Rewrites the file with a changed header (and optionally changed data).
   void write_with(const std::function<void(nlohmann::json&)>& change, const std::string& data_suffix = "") {
     nlohmann::json h = header_;
     change(h);
-    const std::string text = h.dump();
-    std::string out(8, '\0');
-    for (int i = 0; i < 8; ++i) out[i] = static_cast<char>((static_cast<uint64_t>(text.size()) >> (8 * i)) & 0xff);
-    write_bytes(out + text + data_ + data_suffix);
+    write_text(h.dump(), data_ + data_suffix);
+  }
+  // The good header's text with `insert` placed right after `anchor`, which must occur once.
+  std::string header_text_with(const std::string& anchor, const std::string& insert) const {
+    std::string text = header_.dump();
+    const size_t at = text.find(anchor);
+    EXPECT_NE(at, std::string::npos) << anchor;
+    EXPECT_EQ(text.find(anchor, at + 1), std::string::npos) << anchor;
+    return text.insert(at + anchor.size(), insert);
+  }
+  // The good data with one float of a tensor (by its checkpoint name and flat index) replaced.
+  std::string data_with(const std::string& tensor, int64_t index, float value) const {
+    std::string data = data_;
+    const uint64_t begin = header_.at(tensor).at("data_offsets")[0].get<uint64_t>();
+    std::memcpy(data.data() + begin + index * sizeof(float), &value, sizeof(float));
+    return data;
   }
   void expect_error(std::initializer_list<const char*> fragments) {
     try {
@@ -236,7 +261,7 @@ TEST_F(MalformedCheckpoint, MetadataProblems) {
     h["__metadata__"]["image_cols"] = "1024";
     h["__metadata__"]["hidden"] = "65536";
   });
-  expect_error({"file size", "needs"});
+  expect_error({"tensor fc1.weight has shape [8, 12]; the model in __metadata__ needs [65536, 1048576]"});
 }
 
 TEST_F(MalformedCheckpoint, TrainingDataProblems) {
@@ -287,7 +312,9 @@ TEST_F(MalformedCheckpoint, VersionOneReadsWithoutTrainingData) {
 
 TEST_F(MalformedCheckpoint, TensorProblemsNameTheTensor) {
   write_with([](auto& h) { h["fc1.weight"]["dtype"] = "F16"; });
-  expect_error({"tensor fc1.weight", "dtype \"F16\""});
+  expect_error({"tensor fc1.weight has dtype F16; vae_cuda reads F32"});
+  write_with([](auto& h) { h["fc1.weight"]["dtype"] = 32; });
+  expect_error({"tensor fc1.weight: dtype is missing or not a string"});
   write_with([](auto& h) { h["fc21.bias"]["shape"] = {3}; });
   expect_error({"tensor fc21.bias", "shape [3]"});
   write_with([](auto& h) { h["fc21.bias"]["shape"] = {-2}; });
@@ -304,21 +331,125 @@ TEST_F(MalformedCheckpoint, TensorProblemsNameTheTensor) {
     const uint64_t end = data_.size();
     h["fc4.bias"]["data_offsets"] = {end, end + 48};
   });
-  expect_error({"tensor fc4.bias", "outside"});
+  expect_error({"tensor fc4.bias", "reach past the end"});
   write_with([](auto& h) { h["fc3.bias"]["data_offsets"] = {8, 4}; });
-  expect_error({"tensor fc3.bias"});
+  expect_error({"tensor fc3.bias", "run backwards"});
   write_with([](auto& h) {  // same size, but on top of fc1.weight's bytes
     h["fc1.bias"]["data_offsets"] = {0, h["fc1.bias"]["data_offsets"][1].template get<uint64_t>() -
                                             h["fc1.bias"]["data_offsets"][0].template get<uint64_t>()};
   });
-  expect_error({"overlap"});
+  expect_error({"fc1.bias", "fc1.weight", "data_offsets overlap"});
+  // The last tensor moved 4 bytes on, over 4 extra bytes: the data has a hole the format forbids.
+  write_with(
+      [](auto& h) {
+        auto& offsets = h["optimizer.exp_avg_sq.fc4.bias"]["data_offsets"];
+        offsets = {offsets[0].template get<uint64_t>() + 4, offsets[1].template get<uint64_t>() + 4};
+      },
+      "pad!");
+  expect_error({"belong to no tensor", "no holes"});
 }
 
 TEST_F(MalformedCheckpoint, TruncatedOrPaddedData) {
   write_bytes(bytes_.substr(0, bytes_.size() - 4));
-  expect_error({"file size"});
+  expect_error({"tensor optimizer.exp_avg_sq.fc4.bias", "reach past the end", "truncated"});
   write_with([](auto&) {}, "trailing");
   expect_error({"file size"});
+}
+
+// safetensors forbids a key twice; a JSON parser keeps the last one, so without this check a second
+// __metadata__ would silently set the run's learning rate and seed.
+TEST_F(MalformedCheckpoint, RepeatedKeysAnywhereAreAnError) {
+  const std::string good = header_.dump();
+  const std::string open = good.substr(0, good.size() - 1);  // without the closing brace
+  nlohmann::json other_metadata = header_["__metadata__"];
+  other_metadata["lr"] = "0.5";
+  other_metadata["seed"] = "99";
+  write_text(open + ",\"__metadata__\":" + other_metadata.dump() + "}", data_);
+  expect_error({"header repeats the key __metadata__: safetensors forbids duplicate keys"});
+  write_text(open + ",\"fc1.bias\":" + header_["fc1.bias"].dump() + "}", data_);
+  expect_error({"header repeats the key fc1.bias:"});
+  write_text(header_text_with("\"__metadata__\":{", "\"lr\":\"0.5\","), data_);
+  expect_error({"header repeats the key lr in __metadata__:"});
+  write_text(header_text_with("\"fc3.bias\":{", "\"dtype\":\"F16\","), data_);
+  expect_error({"header repeats the key dtype in fc3.bias:"});
+  // Deeper, and the objects around it go on being checked after it closes.
+  write_text(header_text_with("\"fc3.bias\":{", "\"extra\":{\"k\":1,\"k\":2},"), data_);
+  expect_error({"header repeats the key k in fc3.bias > extra:"});
+  write_text(header_text_with("\"fc3.bias\":{", "\"extra\":{\"k\":1,\"dtype\":2},"), data_);
+  EXPECT_NO_THROW(read_checkpoint(file_));  // the same key in two objects is no repeat
+}
+
+// A valid safetensors file of another dtype has other data sizes too; the dtype is the cause to name.
+TEST_F(MalformedCheckpoint, OtherDtypesAreNamedBeforeAnySize) {
+  for (const auto& [dtype, bytes] : {std::pair<const char*, int>{"F16", 2}, {"BF16", 2}, {"F64", 8}}) {
+    nlohmann::json h = header_;
+    for (auto& [name, entry] : h.items()) {
+      if (name == "__metadata__") continue;
+      entry["dtype"] = dtype;
+      for (auto& offset : entry["data_offsets"]) offset = offset.get<uint64_t>() / sizeof(float) * bytes;
+    }
+    write_text(h.dump(), std::string(data_.size() / sizeof(float) * bytes, '\0'));
+    expect_error({fmt::format("tensor fc1.weight has dtype {}; vae_cuda reads F32", dtype).c_str()});
+  }
+}
+
+// Metadata declaring another model than the tensors hold: the shape is named, not the data size.
+TEST_F(MalformedCheckpoint, ShapesAreCheckedBeforeSizes) {
+  write_with([](auto& h) { h["__metadata__"]["latent"] = "3"; });
+  expect_error({"tensor fc21.weight has shape [2, 8]; the model in __metadata__ needs [3, 8]"});
+}
+
+TEST_F(MalformedCheckpoint, NonFiniteValuesAndNegativeSecondMomentsNameTensorAndIndex) {
+  const float nan = std::numeric_limits<float>::quiet_NaN(), inf = std::numeric_limits<float>::infinity();
+  const std::string header = header_.dump();
+  write_text(header, data_with("fc1.weight", 5, nan));
+  expect_error({"tensor fc1.weight: value nan at index 5 is not finite"});
+  write_text(header, data_with("fc4.bias", 11, inf));
+  expect_error({"tensor fc4.bias: value inf at index 11 is not finite"});
+  write_text(header, data_with("optimizer.exp_avg.fc3.weight", 7, -inf));
+  expect_error({"tensor optimizer.exp_avg.fc3.weight: value -inf at index 7 is not finite"});
+  write_text(header, data_with("optimizer.exp_avg_sq.fc22.weight", 3, nan));
+  expect_error({"tensor optimizer.exp_avg_sq.fc22.weight: value nan at index 3 is not finite"});
+  write_text(header, data_with("optimizer.exp_avg_sq.fc21.bias", 1, -0.5f));
+  expect_error({"tensor optimizer.exp_avg_sq.fc21.bias: value -0.5 at index 1 is negative"});
+  // The first bad index is the one named.
+  data_ = data_with("fc3.weight", 9, nan);
+  write_text(header, data_with("fc3.weight", 4, -inf));
+  expect_error({"tensor fc3.weight: value -inf at index 4 is not finite"});
+}
+
+TEST_F(MalformedCheckpoint, SecondMomentsMayBeZeroOrTiny) {
+  data_ = data_with("optimizer.exp_avg_sq.fc1.bias", 0, -0.0f);
+  data_ = data_with("optimizer.exp_avg_sq.fc1.bias", 1, 0.0f);
+  data_ = data_with("optimizer.exp_avg_sq.fc1.bias", 2, std::numeric_limits<float>::denorm_min());
+  write_text(header_.dump(), data_);
+  EXPECT_NO_THROW(read_checkpoint(file_));
+}
+
+// The header is one JSON object, padded at the end with spaces (0x20) and nothing else.
+TEST_F(MalformedCheckpoint, HeaderIsItsObjectThenOnlySpaces) {
+  const std::string header = header_.dump();
+  write_text(header + "       ", data_);
+  EXPECT_NO_THROW(read_checkpoint(file_));
+  write_text(header + "\n", data_);
+  expect_error(
+      {fmt::format("header byte {} after its JSON object is 0x0a; only spaces (0x20) may pad", header.size()).c_str()});
+  write_text(header + " \t ", data_);
+  expect_error({"is 0x09; only spaces"});
+  write_text(header + std::string("\0\0\0", 3), data_);
+  expect_error({fmt::format("header byte {} is NUL", header.size()).c_str()});
+  write_text(header + std::string(" \0{\"lr\":\"0.5\"}", 14), data_);  // a NUL would end nlohmann's input
+  expect_error({"is NUL"});
+  write_text(header + "junk", data_);
+  expect_error({"header has more after its JSON object", "only spaces may follow it"});
+  write_text(header + "{}", data_);
+  expect_error({"header has more after its JSON object"});
+  write_text(" " + header, data_);
+  expect_error({"not a JSON object", "starts with '{'"});
+  write_with([](auto& h) { h["__metadata__"] = "lr=1"; });
+  expect_error({"__metadata__ is not a JSON object"});
+  write_with([](auto& h) { h["__metadata__"]["note"] = 1; });  // a key vae_cuda does not read: still the format's rule
+  expect_error({"__metadata__ \"note\" is not a string"});
 }
 
 TEST(CheckpointWrite, UnwritableDirectoryIsAnErrorAndLeavesNothing) {

@@ -3,6 +3,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <fstream>
 #include <limits>
 #include <nlohmann/json.hpp>
@@ -203,7 +204,8 @@ TEST(Cli, BadCheckpointIsAOneLineError) {
 }
 
 // A poisoned checkpoint makes the loss NaN at once: the run stops naming the step, exits 1, and the
-// good checkpoint already in --out is not replaced.
+// good checkpoint already in --out is not replaced. The reader refuses non-finite weights, so the
+// poison is finite: one hidden unit's weights at FLT_MAX overflow its sum to Inf in the first step.
 TEST(Cli, NonFiniteLossLeavesTheLastCheckpointUntouched) {
   TempDir dir;
   testing_support::write_tiny_mnist(dir.path(), 40, 10);
@@ -211,7 +213,8 @@ TEST(Cli, NonFiniteLossLeavesTheLastCheckpointUntouched) {
   ASSERT_EQ(cli(base + "--epochs 1 --out " + dir.path().string()).exit_code, 0);
   const auto good = dir.path() / "checkpoint.safetensors";
   Checkpoint poisoned = read_checkpoint(good);
-  poisoned.state.params[3] = std::numeric_limits<float>::infinity();
+  const NamedTensor fc1 = parameter_tensors(poisoned.config.model).front();
+  std::fill_n(poisoned.state.params.begin() + fc1.offset, fc1.shape[1], std::numeric_limits<float>::max());
   write_checkpoint(dir.path() / "poisoned.safetensors", poisoned);
   auto bytes = [](const std::filesystem::path& p) {
     std::ifstream in(p, std::ios::binary);
@@ -462,6 +465,26 @@ INSTANTIATE_TEST_SUITE_P(NonSquare, TrainedShape, testing::Values(std::pair{16, 
                          [](const auto& info) {
                            return std::to_string(info.param.first) + "x" + std::to_string(info.param.second);
                          });
+
+// Non-finite weights used to be read and drawn as an all-black grid, exit 0.
+TEST(Cli, SampleRefusesACheckpointWithNonFiniteWeights) {
+  TempDir dir;
+  Checkpoint c;
+  c.config.model.hidden = {24};
+  c.config.model.latent = 3;
+  const size_t total = static_cast<size_t>(make_layout(c.config.model).total);
+  c.state.params.assign(total, 0.01f);
+  c.state.adam_m.assign(total, 0.0f);
+  c.state.adam_v.assign(total, 0.0f);
+  c.data = DataIdentity{28, 28, 96, 0, 0};
+  c.state.params[parameter_tensors(c.config.model)[6].offset + 40] = std::numeric_limits<float>::quiet_NaN();
+  const auto file = dir.path() / "nan.safetensors", png = dir.path() / "grid.png";
+  write_checkpoint(file, c);
+  const auto r = cli("--sample " + file.string() + " --out " + png.string());
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.output, HasSubstr("nan.safetensors: tensor fc3.weight: value nan at index 40 is not finite"));
+  EXPECT_FALSE(std::filesystem::exists(png));
+}
 
 TEST(ParseWidths, AcceptsListsRejectsJunk) {
   EXPECT_EQ(parse_widths("400"), std::vector<int>{400});

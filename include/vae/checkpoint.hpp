@@ -61,10 +61,13 @@ std::vector<NamedTensor> parameter_tensors(const ModelConfig& model);
 // `checkpoint.data` is missing: a checkpoint that cannot say what it was trained on is not written.
 void write_checkpoint(const std::filesystem::path& file, const Checkpoint& checkpoint);
 
-// Reads and validates everything: header length bounds, JSON, the metadata (the data's image shape
-// must hold the model's input pixels), dtypes, shapes against the config in the metadata, offsets
-// inside the data and not overlapping, the file size. Every failure is a
-// vae::Error naming the file and, where one is at fault, the tensor.
+// Reads and validates everything, in an order that makes the message name the real cause: the header
+// as safetensors defines it (length, one JSON object padded only with spaces, no key twice), the
+// metadata (the data's image shape must hold the model's input pixels), then for every tensor its
+// fields, dtype (F32 only), shape against the metadata's model, and data_offsets (tiling the data
+// exactly), and finally every value: parameters and moments finite, second moments >= 0. Every
+// failure is a vae::Error naming the file and, where one is at fault, the tensor (and for a bad
+// value its first bad flat index).
 Checkpoint read_checkpoint(const std::filesystem::path& file);
 
 }  // namespace vae
