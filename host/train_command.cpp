@@ -153,9 +153,7 @@ int run_train(const TrainConfig& flags, const std::vector<std::string>& explicit
                resume_from.position.batch, resume_from.state.step);
   }
 
-  std::error_code ec;
-  fs::create_directories(run.out_dir, ec);
-  if (ec) throw Error(fmt::format("--out {}: cannot create directory: {}", run.out_dir, ec.message()));
+  create_folders(run.out_dir);  // before training, so a bad --out costs no time
   const fs::path checkpoint_path = fs::path(run.out_dir) / "checkpoint.safetensors";
   MetricsFile metrics(fs::path(run.out_dir) / "metrics.csv", trainer.epoch() + 1);
   ProgressBar bar(run.progress);
