@@ -221,8 +221,30 @@ TEST(Cli, NonFiniteLossLeavesTheLastCheckpointUntouched) {
   const auto r = cli("--train " + dir.path().string() + " --epochs 3 --out " + dir.path().string() + " --resume " +
                      (dir.path() / "poisoned.safetensors").string());
   EXPECT_EQ(r.exit_code, 1);
-  EXPECT_THAT(r.output, HasSubstr("non-finite loss at step 4"));  // epoch 1 had 3 steps
+  EXPECT_THAT(r.output, HasSubstr("non-finite loss at step 4 (epoch 2); training stopped; the last checkpoint, " +
+                                  good.string() + ", is left as it was\n"));  // epoch 1 had 3 steps
   EXPECT_EQ(bytes(good), before);
+}
+
+// With no checkpoint in --out, the run says so instead of promising one, and names the checkpoint
+// it was resumed from.
+TEST(Cli, NonFiniteLossWithNoCheckpointInOutSaysSo) {
+  TempDir dir;
+  testing_support::write_tiny_mnist(dir.path(), 40, 10);
+  const std::string base = "--train " + dir.path().string() + " --device cpu --batch 16 --hidden 24 --latent 3 ";
+  ASSERT_EQ(cli(base + "--epochs 1 --out " + dir.path().string()).exit_code, 0);
+  Checkpoint poisoned = read_checkpoint(dir.path() / "checkpoint.safetensors");
+  poisoned.state.params[3] = std::numeric_limits<float>::quiet_NaN();
+  const auto poisoned_file = dir.path() / "poisoned.safetensors";
+  write_checkpoint(poisoned_file, poisoned);
+  const auto fresh = dir.path() / "fresh";
+  const auto r = cli("--train " + dir.path().string() + " --epochs 3 --out " + fresh.string() + " --resume " +
+                     poisoned_file.string());
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.output, HasSubstr("non-finite loss at step 4 (epoch 2); training stopped; no checkpoint was written; " +
+                                  poisoned_file.string() + " is left as it was\n"));
+  EXPECT_THAT(r.output, testing::Not(HasSubstr("the last checkpoint")));
+  EXPECT_FALSE(std::filesystem::exists(fresh / "checkpoint.safetensors"));
 }
 
 TEST(ParseWidths, AcceptsListsRejectsJunk) {

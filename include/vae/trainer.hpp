@@ -13,6 +13,7 @@
 #include "vae/batch_feeder.hpp"
 #include "vae/checkpoint.hpp"
 #include "vae/config.hpp"
+#include "vae/error.hpp"
 #include "vae/idx.hpp"
 #include "vae/training_backend.hpp"
 
@@ -30,6 +31,13 @@ struct EpochStats {
   bool interrupted = false;  // stopped on request before the epoch's end: no evaluation, no test loss
 };
 
+// What train_epoch throws when the loss became non-finite. The message names the step; what happened
+// to the checkpoints is for the caller to say, since only it knows which exist.
+class NonFiniteLoss : public Error {
+ public:
+  using Error::Error;
+};
+
 class Trainer {
  public:
   Trainer(const TrainConfig& config, const MnistSplit& train, const MnistSplit& test,
@@ -38,7 +46,7 @@ class Trainer {
   // Trains the next epoch (or the rest of a resumed one). on_batch(done, total, mean loss so far) is
   // called every kProgressInterval batches, from a snapshot the device sends without being waited
   // for (so a call may come a batch or two after `done`), and after the last batch. Throws
-  // vae::Error naming the step if the loss became non-finite: the snapshots carry the NaN guard,
+  // NonFiniteLoss naming the step if the loss became non-finite: the snapshots carry the NaN guard,
   // so that is within about two intervals of that step, or at the epoch's end.
   EpochStats train_epoch(const std::function<void(int, int, double)>& on_batch = {});
 
