@@ -1,5 +1,6 @@
-// vae_cuda's flags, on CLI11. A bad flag or value prints one error line and the usage to stderr
-// and exits 2, as DESIGN.md asks of every usage error.
+// vae_cuda's flags, on CLI11. A bad flag or value prints one error line to stderr, with a pointer
+// to --help rather than the whole usage, and exits 2, as DESIGN.md asks of every usage error.
+// Numbers are taken as text and converted by flag_values.hpp, exactly and range-checked.
 #include "vae/cli.hpp"
 
 #include <CLI/CLI.hpp>
@@ -12,6 +13,12 @@
 #include "vae/version.hpp"
 
 namespace vae {
+namespace {
+
+// One line, as the README promises: the usage text is 35 lines and would push the error out of view.
+void usage_error(const std::string& what) { fmt::print(stderr, "vae_cuda: {} (see --help)\n", what); }
+
+}  // namespace
 
 CommandLine parse_command_line(int argc, const char* const* argv) {
   CommandLine result;
@@ -40,15 +47,24 @@ CommandLine parse_command_line(int argc, const char* const* argv) {
   auto* resume = app.add_option("--resume", c.resume_from, "Continue training from this checkpoint")->option_text("CKPT");
   app.add_flag("--allow-data-change", c.allow_data_change,
                "With --resume: train on other images of the same shape, from the start of the checkpoint's epoch");
-  app.add_option("--checkpoint-every", c.checkpoint_every, "Epochs between checkpoints (0: only the final one)")
+  // Numbers bind to text, shown in --help with their defaults and types; flag_values converts them.
+  std::string checkpoint_every = fmt::format("{}", c.checkpoint_every), epochs = fmt::format("{}", c.epochs),
+              batch = fmt::format("{}", c.batch), lr = fmt::format("{}", c.adam.lr),
+              latent = fmt::format("{}", c.model.latent), beta = fmt::format("{}", c.model.beta),
+              seed = fmt::format("{}", c.seed), weight_decay = fmt::format("{}", c.adam.weight_decay);
+  auto number = [&app](const char* flag, std::string& text, const char* type, const char* help) {
+    app.add_option(flag, text, help)->type_name(type)->capture_default_str();
+  };
+  number("--checkpoint-every", checkpoint_every, "INT", "Epochs between checkpoints (0: only the final one)");
+  number("--epochs", epochs, "INT", "Passes over the training set");
+  number("--batch", batch, "INT", "Images per step");
+  number("--lr", lr, "FLOAT", "Adam learning rate");
+  app.add_option("--hidden", hidden, "Encoder widths, comma-separated (decoder mirrors them)")
+      ->type_name("INT,...")
       ->capture_default_str();
-  app.add_option("--epochs", c.epochs, "Passes over the training set")->capture_default_str();
-  app.add_option("--batch", c.batch, "Images per step")->capture_default_str();
-  app.add_option("--lr", c.adam.lr, "Adam learning rate")->capture_default_str();
-  app.add_option("--hidden", hidden, "Encoder widths, comma-separated (decoder mirrors them)")->capture_default_str();
-  app.add_option("--latent", c.model.latent, "Latent dimensions")->capture_default_str();
-  app.add_option("--beta", c.model.beta, "Weight of the KL term")->capture_default_str();
-  app.add_option("--seed", c.seed, "Seed of every random draw (init, shuffling, noise)")->capture_default_str();
+  number("--latent", latent, "INT", "Latent dimensions");
+  number("--beta", beta, "FLOAT", "Weight of the KL term");
+  number("--seed", seed, "UINT", "Seed of every random draw (init, shuffling, noise)");
   app.add_option("--device", device, "Where to train")->capture_default_str()->check(CLI::IsMember({"auto", "cpu", "cuda"}));
   app.add_option("--precision", precision, "GEMM arithmetic of the CUDA backend")
       ->capture_default_str()
@@ -58,8 +74,7 @@ CommandLine parse_command_line(int argc, const char* const* argv) {
       ->check(CLI::IsMember({"stream", "device"}));
   bool no_graph = false;
   app.add_flag("--no-graph", no_graph, "Plain kernel launches instead of CUDA graph replay (for comparison)");
-  app.add_option("--weight-decay", c.adam.weight_decay, "L2 penalty (Adam) or decoupled decay (--adamw)")
-      ->capture_default_str();
+  number("--weight-decay", weight_decay, "FLOAT", "L2 penalty (Adam) or decoupled decay (--adamw)");
   app.add_flag("--adamw", c.adam.decoupled, "Decoupled weight decay (AdamW) instead of Adam's L2 penalty");
   app.add_option("--out", c.out_dir, "Metrics, images and checkpoints go here (images: the PNG for --sample etc.)")
       ->option_text("DIR")
@@ -80,7 +95,8 @@ CommandLine parse_command_line(int argc, const char* const* argv) {
       if (!pair_option->count() || !data_option->count())
         throw UsageError("--interpolate needs --pair I,J and --data-dir DIR (the test images)");
       const auto ij = parse_int_list(pair, 0);
-      if (!ij || ij->size() != 2) throw UsageError(fmt::format("--pair: '{}' is not two image indices I,J", pair));
+      if (!ij || ij->size() != 2)
+        throw UsageError(fmt::format("--pair: '{}' is not two image indices I,J (whole numbers from 0)", pair));
       result.pair_i = (*ij)[0];
       result.pair_j = (*ij)[1];
     } else if (pair_option->count()) {
@@ -89,7 +105,15 @@ CommandLine parse_command_line(int argc, const char* const* argv) {
     if (c.allow_data_change && !resume->count()) throw UsageError("--allow-data-change goes with --resume");
     for (const char* flag : {"--batch", "--lr", "--hidden", "--latent", "--beta", "--seed", "--weight-decay", "--adamw"})
       if (app.count(flag) > 0) result.explicit_model_flags.push_back(flag);
+    c.checkpoint_every = parse_integer_flag("--checkpoint-every", checkpoint_every, limits::kCheckpointEvery);
+    c.epochs = parse_integer_flag("--epochs", epochs, limits::kEpochs);
+    c.batch = parse_integer_flag("--batch", batch, limits::kWidth);
+    c.adam.lr = parse_real_flag("--lr", lr, limits::kLr);
     c.model.hidden = parse_widths(hidden);
+    c.model.latent = parse_integer_flag("--latent", latent, limits::kWidth);
+    c.model.beta = parse_float_flag("--beta", beta, limits::kBeta);
+    c.seed = parse_integer_flag("--seed", seed, limits::kSeed);
+    c.adam.weight_decay = parse_real_flag("--weight-decay", weight_decay, limits::kWeightDecay);
     static const std::map<std::string, DeviceChoice> kDevices = {
         {"auto", DeviceChoice::kAuto}, {"cpu", DeviceChoice::kCpu}, {"cuda", DeviceChoice::kCuda}};
     c.device = kDevices.at(device);
@@ -105,11 +129,10 @@ CommandLine parse_command_line(int argc, const char* const* argv) {
     fmt::print("{}\n", app.version());
     result.exit_code = 0;
   } catch (const CLI::ParseError& e) {
-    // Usage first, the error last, so the error is what stays in view on a terminal.
-    fmt::print(stderr, "{}\nvae_cuda: {}\n", app.help(), e.what());
+    usage_error(e.what());
     result.exit_code = 2;
   } catch (const UsageError& e) {
-    fmt::print(stderr, "{}\nvae_cuda: {}\n", app.help(), e.what());
+    usage_error(e.what());
     result.exit_code = 2;
   }
   return result;

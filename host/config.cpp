@@ -1,6 +1,7 @@
 // Checks a run's settings before any memory is sized from them.
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <charconv>
 
 #include "vae/config.hpp"
@@ -25,31 +26,25 @@ std::optional<std::vector<int>> parse_int_list(const std::string& text, int min_
 }
 
 std::vector<int> parse_widths(const std::string& text) {
-  const auto widths = parse_int_list(text, 1);
-  if (!widths) throw UsageError(fmt::format("--hidden: '{}' is not a comma-separated list of positive widths", text));
+  const auto widths = parse_int_list(text, limits::kWidth.min);
+  auto fits = [](int width) { return width <= limits::kWidth.max; };
+  if (!widths || !std::all_of(widths->begin(), widths->end(), fits))
+    throw UsageError(fmt::format("--hidden: '{}' is not a comma-separated list of widths in {}..{}", text,
+                                 limits::kWidth.min, limits::kWidth.max));
   return *widths;
 }
 
 void validate(const TrainConfig& config) {
-  // Bounds keep every buffer size well inside int and memory; they are far above any real use.
-  constexpr int kMaxWidth = 1 << 16;
   const ModelConfig& m = config.model;
   if (m.hidden.empty()) throw UsageError("--hidden: needs at least one layer width");
-  for (int width : m.hidden)
-    if (width < 1 || width > kMaxWidth)
-      throw UsageError(fmt::format("--hidden: width {} is outside 1..{}", width, kMaxWidth));
-  if (m.latent < 1 || m.latent > kMaxWidth)
-    throw UsageError(fmt::format("--latent: {} is outside 1..{}", m.latent, kMaxWidth));
-  if (!(m.beta >= 0.0f) || m.beta > 1e6f) throw UsageError(fmt::format("--beta: {} is not in [0, 1e6]", m.beta));
-  if (config.epochs < 1) throw UsageError(fmt::format("--epochs: {} is not a positive count", config.epochs));
-  if (config.batch < 1 || config.batch > kMaxWidth)
-    throw UsageError(fmt::format("--batch: {} is outside 1..{}", config.batch, kMaxWidth));
-  if (config.checkpoint_every < 0)
-    throw UsageError(fmt::format("--checkpoint-every: {} is negative", config.checkpoint_every));
-  if (!(config.adam.weight_decay >= 0.0) || config.adam.weight_decay > 1.0)
-    throw UsageError(fmt::format("--weight-decay: {} is not in [0, 1]", config.adam.weight_decay));
-  if (!(config.adam.lr > 0.0) || config.adam.lr > 10.0)
-    throw UsageError(fmt::format("--lr: {} is not in (0, 10]", config.adam.lr));
+  for (int width : m.hidden) check_range("--hidden", width, limits::kWidth);
+  check_range("--latent", m.latent, limits::kWidth);
+  check_range("--beta", static_cast<double>(m.beta), limits::kBeta);
+  check_range("--epochs", config.epochs, limits::kEpochs);
+  check_range("--batch", config.batch, limits::kWidth);
+  check_range("--checkpoint-every", config.checkpoint_every, limits::kCheckpointEvery);
+  check_range("--weight-decay", config.adam.weight_decay, limits::kWeightDecay);
+  check_range("--lr", config.adam.lr, limits::kLr);
 }
 
 }  // namespace vae

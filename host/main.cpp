@@ -13,11 +13,11 @@
 
 namespace {
 
-// --out names the PNG itself when it ends in .png, else the directory that receives `default_name`.
+// --out names the PNG itself when it ends in .png, else the folder that receives `default_name`.
+// Missing folders are created when the PNG is written.
 std::string output_png(const std::string& out, const std::string& default_name) {
   const std::filesystem::path path(out);
   if (path.extension() == ".png") return out;
-  std::filesystem::create_directories(path);
   return (path / default_name).string();
 }
 

@@ -9,10 +9,9 @@
 #include <atomic>
 #include <csignal>
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 
 #include "atomic_file.hpp"
+#include "metrics_file.hpp"
 #include "progress.hpp"
 #include "vae/checkpoint.hpp"
 #include "vae/cuda_backend.hpp"
@@ -112,31 +111,14 @@ DataPosition resume_position(const Checkpoint& checkpoint, const DataIdentity& f
   return fresh;
 }
 
-// metrics.csv is rewritten whole after every epoch, atomically. A resumed run keeps the rows of the
-// epochs before it.
-class MetricsFile {
- public:
-  static constexpr const char* kHeader = "epoch,step,train_loss,reconstruction,kl,test_loss,images_per_s,seconds";
-
-  MetricsFile(const fs::path& path, int first_new_epoch) : path_(path), text_(std::string(kHeader) + "\n") {
-    std::ifstream existing(path_);
-    std::string line;
-    if (first_new_epoch <= 1 || !std::getline(existing, line) || line != kHeader) return;
-    while (std::getline(existing, line)) {
-      int epoch = 0;
-      if (std::istringstream(line) >> epoch && epoch < first_new_epoch) text_ += line + "\n";
-    }
-  }
-  void add(const EpochStats& s) {
-    text_ += fmt::format("{},{},{:.6f},{:.6f},{:.6f},{:.6f},{:.1f},{:.3f}\n", s.epoch, s.step, s.train_loss,
-                         s.train_bce, s.train_kl, s.test_loss, s.images_per_second, s.seconds);
-    replace_file_atomically(path_, {{text_.data(), text_.size()}});
-  }
-
- private:
-  fs::path path_;
-  std::string text_;
-};
+// The end of the one line a non-finite loss gets: which checkpoint the user can go back to.
+std::string checkpoint_left(const fs::path& checkpoint_path, const std::string& resumed_from) {
+  std::error_code ec;
+  if (fs::exists(checkpoint_path, ec))
+    return fmt::format("the last checkpoint, {}, is left as it was", checkpoint_path.string());
+  if (!resumed_from.empty()) return fmt::format("no checkpoint was written; {} is left as it was", resumed_from);
+  return "no checkpoint was written";
+}
 
 // SIGINT asks the loop to stop after the current step; a second one ends the process at once.
 std::atomic<bool> g_stop_requested{false};
@@ -186,6 +168,7 @@ int run_train(const TrainConfig& flags, const std::vector<std::string>& explicit
                             : fmt::format(" weight decay {}{}", run.adam.weight_decay, run.adam.decoupled ? " (AdamW)" : "");
   fmt::print("{}, batch {}, Adam lr {}{}, seed {}\n", describe_model(run.model, make_layout(run.model).parameter_count()),
              run.batch, run.adam.lr, decay, run.seed);
+  const DataPosition recorded = resume_from.position;  // where the checkpoint's metrics history ends
   if (!flags.resume_from.empty()) {
     resume_from.position = resume_position(resume_from, trainer.data_identity(), flags);
     trainer.resume(resume_from);
@@ -193,11 +176,12 @@ int run_train(const TrainConfig& flags, const std::vector<std::string>& explicit
                resume_from.position.batch, resume_from.state.step);
   }
 
-  std::error_code ec;
-  fs::create_directories(run.out_dir, ec);
-  if (ec) throw Error(fmt::format("--out {}: cannot create directory: {}", run.out_dir, ec.message()));
+  create_folders(run.out_dir);  // before training, so a bad --out costs no time
   const fs::path checkpoint_path = fs::path(run.out_dir) / "checkpoint.safetensors";
-  MetricsFile metrics(fs::path(run.out_dir) / "metrics.csv", trainer.epoch() + 1);
+  MetricsFile metrics(fs::path(run.out_dir) / "metrics.csv");
+  if (!flags.resume_from.empty())
+    metrics.carry_history(fs::path(flags.resume_from).parent_path() / "metrics.csv", recorded.epoch,
+                          resume_from.state.step - recorded.batch);
   ProgressBar bar(run.progress);
   std::fflush(stdout);  // the header lines reach a pipe or log before training starts
 
@@ -207,11 +191,17 @@ int run_train(const TrainConfig& flags, const std::vector<std::string>& explicit
   }
   while (trainer.epoch() < run.epochs) {
     const std::string label = fmt::format("epoch {:>3}/{}", trainer.epoch() + 1, run.epochs);
-    const EpochStats s =
-        trainer.train_epoch([&](int done, int total, double loss) { bar.update(label, done, total, loss); });
+    EpochStats s;
+    try {
+      s = trainer.train_epoch([&](int done, int total, double loss) { bar.update(label, done, total, loss); });
+    } catch (const NonFiniteLoss& e) {
+      bar.clear();
+      throw Error(fmt::format("{}; {}", e.what(), checkpoint_left(checkpoint_path, flags.resume_from)));
+    }
     bar.clear();
     if (s.interrupted) {
       write_checkpoint(checkpoint_path, trainer.checkpoint());
+      metrics.save();  // the folder's history then matches its checkpoint, for the next --resume
       fmt::print("interrupted after step {} (epoch {}); checkpoint written to {}; continue with --resume {}\n", s.step,
                  s.epoch, checkpoint_path.string(), checkpoint_path.string());
       return 0;

@@ -77,8 +77,7 @@ EpochStats Trainer::train_epoch(const std::function<void(int, int, double)>& on_
   // the device there, with or without a progress line; at the epoch's end the loop waits once.
   auto report = [&](const LossSums& sums, long long first_nonfinite_step, int done) {
     if (first_nonfinite_step != 0)
-      throw Error(fmt::format("non-finite loss at step {} (epoch {}); training stopped, the last checkpoint is left as it was",
-                              first_nonfinite_step, epoch_));
+      throw NonFiniteLoss(fmt::format("non-finite loss at step {} (epoch {}); training stopped", first_nonfinite_step, epoch_));
     if (on_batch)
       on_batch(done, batches, (sums.bce + config_.model.beta * sums.kl) / (spans[done - 1].first + spans[done - 1].rows));
   };

@@ -452,11 +452,16 @@ TEST_F(MalformedCheckpoint, HeaderIsItsObjectThenOnlySpaces) {
   expect_error({"__metadata__ \"note\" is not a string"});
 }
 
-TEST(CheckpointWrite, UnwritableDirectoryIsAnErrorAndLeavesNothing) {
+// Missing folders are created; a file where a folder must go is an error that leaves nothing.
+TEST(CheckpointWrite, CreatesMissingFoldersAndAFileInTheWayLeavesNothing) {
   TempDir dir;
   const fs::path file = dir.path() / "missing" / "c.safetensors";
-  EXPECT_THROW(write_checkpoint(file, random_checkpoint(ModelConfig{}, 3)), Error);
-  EXPECT_FALSE(fs::exists(file));
+  write_checkpoint(file, random_checkpoint(ModelConfig{}, 3));
+  EXPECT_TRUE(fs::is_regular_file(file));
+  std::ofstream(dir.path() / "plain_file") << "not a folder";
+  const fs::path blocked = dir.path() / "plain_file" / "c.safetensors";
+  EXPECT_THROW(write_checkpoint(blocked, random_checkpoint(ModelConfig{}, 3)), Error);
+  EXPECT_FALSE(fs::exists(blocked));
 }
 
 // A child rewrites a large checkpoint in a loop and is killed with SIGKILL at varying moments; the

@@ -1,5 +1,5 @@
-// The vae_cuda command line as a user meets it: help and version, every kind of bad flag (exit 2
-// with usage), a missing data directory (exit 1 naming it), and a tiny end-to-end run.
+// The vae_cuda command line as a user meets it: help and version, every kind of bad flag (exit 2,
+// one line), a missing data directory (exit 1 naming it), and a tiny end-to-end run.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -40,7 +40,8 @@ TEST(Cli, VersionPrintsTheVersion) {
   EXPECT_THAT(r.output, HasSubstr("vae_cuda 0.1.0"));
 }
 
-TEST(Cli, BadFlagsAndValuesExitTwoWithUsage) {
+// One line naming the mistake and pointing to --help; the 35-line usage would push it out of view.
+TEST(Cli, BadFlagsAndValuesExitTwoWithOneLine) {
   const char* bad[] = {
       "",                                   // --train is required
       "--train d --bogus",                  // unknown flag
@@ -69,8 +70,9 @@ TEST(Cli, BadFlagsAndValuesExitTwoWithUsage) {
   for (const char* args : bad) {
     const auto r = cli(args);
     EXPECT_EQ(r.exit_code, 2) << args << "\n" << r.output;
-    EXPECT_THAT(r.output, HasSubstr("vae_cuda: ")) << args;
-    EXPECT_THAT(r.output, HasSubstr("Usage")) << args;
+    EXPECT_EQ(r.output.rfind("vae_cuda: ", 0), 0u) << args << "\n" << r.output;
+    EXPECT_THAT(r.output, testing::EndsWith(" (see --help)\n")) << args;
+    EXPECT_EQ(std::count(r.output.begin(), r.output.end(), '\n'), 1) << args << "\n" << r.output;
   }
 }
 
@@ -224,7 +226,8 @@ TEST(Cli, NonFiniteLossLeavesTheLastCheckpointUntouched) {
   const auto r = cli("--train " + dir.path().string() + " --epochs 3 --out " + dir.path().string() + " --resume " +
                      (dir.path() / "poisoned.safetensors").string());
   EXPECT_EQ(r.exit_code, 1);
-  EXPECT_THAT(r.output, HasSubstr("non-finite loss at step 4"));  // epoch 1 had 3 steps
+  EXPECT_THAT(r.output, HasSubstr("non-finite loss at step 4 (epoch 2); training stopped; the last checkpoint, " +
+                                  good.string() + ", is left as it was\n"));  // epoch 1 had 3 steps
   EXPECT_EQ(bytes(good), before);
 }
 
@@ -484,6 +487,29 @@ TEST(Cli, SampleRefusesACheckpointWithNonFiniteWeights) {
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_THAT(r.output, HasSubstr("nan.safetensors: tensor fc3.weight: value nan at index 40 is not finite"));
   EXPECT_FALSE(std::filesystem::exists(png));
+}
+
+// With no checkpoint in --out, the run says so instead of promising one, and names the checkpoint
+// it was resumed from.
+TEST(Cli, NonFiniteLossWithNoCheckpointInOutSaysSo) {
+  TempDir dir;
+  testing_support::write_tiny_mnist(dir.path(), 40, 10);
+  const std::string base = "--train " + dir.path().string() + " --device cpu --batch 16 --hidden 24 --latent 3 ";
+  ASSERT_EQ(cli(base + "--epochs 1 --out " + dir.path().string()).exit_code, 0);
+  Checkpoint poisoned = read_checkpoint(dir.path() / "checkpoint.safetensors");
+  // Finite (the reader refuses non-finite weights) but overflowing in the first step.
+  const NamedTensor fc1 = parameter_tensors(poisoned.config.model).front();
+  std::fill_n(poisoned.state.params.begin() + fc1.offset, fc1.shape[1], std::numeric_limits<float>::max());
+  const auto poisoned_file = dir.path() / "poisoned.safetensors";
+  write_checkpoint(poisoned_file, poisoned);
+  const auto fresh = dir.path() / "fresh";
+  const auto r = cli("--train " + dir.path().string() + " --epochs 3 --out " + fresh.string() + " --resume " +
+                     poisoned_file.string());
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.output, HasSubstr("non-finite loss at step 4 (epoch 2); training stopped; no checkpoint was written; " +
+                                  poisoned_file.string() + " is left as it was\n"));
+  EXPECT_THAT(r.output, testing::Not(HasSubstr("the last checkpoint")));
+  EXPECT_FALSE(std::filesystem::exists(fresh / "checkpoint.safetensors"));
 }
 
 TEST(ParseWidths, AcceptsListsRejectsJunk) {

@@ -3,11 +3,13 @@
 // correct gradient agrees to about 1e-8; a wrong one is off by order one. Tolerance: 1e-6 relative.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <functional>
 #include <random>
 #include <vector>
 
+#include "vae/element_math.hpp"
 #include "vae/reference_model.hpp"
 #include "vae/reference_ops.hpp"
 
@@ -139,6 +141,37 @@ TEST(BceKl, StableForSaturatedLogits) {
   EXPECT_FLOAT_EQ(dlogits[0], 0.0f);
   EXPECT_FLOAT_EQ(dlogits[2], -1.0f);
   EXPECT_FLOAT_EQ(dlogits[3], 1.0f);
+}
+
+// PyTorch's VAE example computes sigmoid, then binary_cross_entropy, which clamps each log at -100
+// (in float32, sigmoid(-200) is 0 and log(0) would be -inf). The engine's BCE-with-logits never takes
+// log of a probability, so a confident mistake costs exactly |logit|: for saturated outputs, as in a
+// diverging run, the two report different losses, and the engine's is the true one. The README says so.
+float pytorch_example_bce(float logit, float target) {
+  const float p = 1.0f / (1.0f + std::exp(-logit));
+  return -(target * std::max(std::log(p), -100.0f) + (1.0f - target) * std::max(std::log(1.0f - p), -100.0f));
+}
+
+TEST(BceKl, ExactWherePyTorchsExampleClampsItsLogAtMinus100) {
+  const float logits[] = {-200.0f, 200.0f, -200.0f};
+  const float target[] = {1.0f, 0.0f, 0.5f};
+  const float mu_logvar[] = {0.0f, 0.0f};
+  double scratch[2];
+  for (int i = 0; i < 3; ++i) {
+    const double l = logits[i], t = target[i];
+    const double exact = std::max(l, 0.0) - l * t + std::log1p(std::exp(-std::fabs(l)));  // 200, 200, 100
+    const LossSums sums = ref::bce_kl_loss(1, 1, 1, &logits[i], &target[i], mu_logvar, static_cast<float*>(nullptr),
+                                           scratch);
+    EXPECT_DOUBLE_EQ(sums.bce, exact) << "logit " << l << ", target " << t;
+    EXPECT_DOUBLE_EQ(bce_with_logits(logits[i], target[i]), exact);  // the element formula both backends run
+  }
+  EXPECT_DOUBLE_EQ(200.0 + std::log1p(std::exp(-200.0)), 200.0);
+  // What PyTorch's example reports for the same pixels: the clamp halves the first two.
+  EXPECT_FLOAT_EQ(pytorch_example_bce(-200.0f, 1.0f), 100.0f);
+  EXPECT_FLOAT_EQ(pytorch_example_bce(200.0f, 0.0f), 100.0f);
+  EXPECT_FLOAT_EQ(pytorch_example_bce(-200.0f, 0.5f), 50.0f);
+  // Below the clamp the two agree.
+  EXPECT_NEAR(pytorch_example_bce(-20.0f, 1.0f), bce_with_logits(-20.0f, 1.0f), 1e-4);
 }
 
 // The whole step: two hidden layers, every parameter perturbed, ε held fixed by its Philox key.

@@ -206,17 +206,18 @@ TEST(WritePng, ReplacesAnExistingFile) {
 
 TEST(WritePng, UnwritablePlaceIsAnErrorNamingTheFile) {
   TempDir dir;
-  // Root ignores permission bits, so unwritable here means: a directory that does not exist, and a
-  // "directory" that is a regular file.
-  const fs::path missing = dir.path() / "no_such_dir" / "x.png";
+  // Root ignores permission bits, so unwritable here means a "directory" that is a regular file. A
+  // missing folder is no error: it is created.
+  write_png_gray(dir.path() / "new_dir" / "x.png", 1, 1, {0});
+  EXPECT_TRUE(fs::is_regular_file(dir.path() / "new_dir" / "x.png"));
+  fs::remove_all(dir.path() / "new_dir");
+  std::ofstream(dir.path() / "plain_file") << "not a directory";
   try {
-    write_png_gray(missing, 1, 1, {0});
+    write_png_gray(dir.path() / "plain_file" / "y.png", 1, 1, {0});
     FAIL() << "expected vae::Error";
   } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("x.png"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("plain_file/y.png"), std::string::npos) << e.what();
   }
-  std::ofstream(dir.path() / "plain_file") << "not a directory";
-  EXPECT_THROW(write_png_gray(dir.path() / "plain_file" / "y.png", 1, 1, {0}), Error);
   EXPECT_EQ(names_in(dir.path()), std::vector<std::string>{"plain_file"});
 }
 
@@ -517,6 +518,25 @@ TEST(PlotTool, DrawsTheLossCurvesIntoAPng) {
   ASSERT_EQ(testing_support::run_process("/usr/bin/python3", plot_command(dir.path() / "metrics.csv", named)).exit_code,
             0);
   EXPECT_GT(read_png(named).width, 100);
+}
+
+TEST(PlotTool, CreatesMissingFoldersAndNamesAFileInTheWay) {
+  if (!matplotlib_present()) GTEST_SKIP() << "python3-matplotlib is not installed (tools/setup.sh installs it)";
+  TempDir dir;
+  std::ofstream(dir.path() / "metrics.csv") << "epoch,step,train_loss,reconstruction,kl,test_loss,images_per_s,seconds\n"
+                                               "1,469,164.5,150.1,14.4,127.3,50000.0,1.200\n";
+  const std::string nested = (dir.path() / "a" / "b" / "curves.png").string();
+  auto result = testing_support::run_process("/usr/bin/python3", plot_command(dir.path() / "metrics.csv", nested));
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+  EXPECT_GT(read_png(nested).width, 100);
+
+  std::ofstream(dir.path() / "blocker") << "a file";
+  const std::string blocked = (dir.path() / "blocker" / "curves.png").string();
+  result = testing_support::run_process("/usr/bin/python3", plot_command(dir.path() / "metrics.csv", blocked));
+  EXPECT_EQ(result.exit_code, 1);
+  const std::string blocker = (dir.path() / "blocker").string();
+  EXPECT_EQ(result.output,
+            "plot: " + blocked + ": cannot create its folder " + blocker + ": " + blocker + " is a file, not a folder\n");
 }
 
 TEST(PlotTool, EmptyOrBrokenCsvExits1WithOneLine) {

@@ -8,7 +8,11 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <string>
 #include <thread>
+#include <vector>
 
 #include "test_support.hpp"
 #include "vae/checkpoint.hpp"
@@ -80,6 +84,8 @@ TEST(Interrupt, SigintCheckpointsAndTheResumedRunMatchesAnUninterruptedOne) {
   ASSERT_THAT(stopped.output, HasSubstr("interrupted after step"));
   const Checkpoint saved = read_checkpoint(split / "checkpoint.safetensors");
   EXPECT_GT(saved.state.step, 0);
+  // Written with the checkpoint, so the folder's history matches it for the next --resume.
+  EXPECT_TRUE(std::filesystem::exists(split / "metrics.csv"));
 
   const auto resumed = testing_support::run_process(
       VAE_CLI_PATH, "--train " + data + " --device cpu --epochs 3 --no-progress --out " + split.string() +
@@ -91,6 +97,15 @@ TEST(Interrupt, SigintCheckpointsAndTheResumedRunMatchesAnUninterruptedOne) {
   ASSERT_EQ(full.exit_code, 0) << full.output;
   EXPECT_EQ(read_checkpoint(split / "checkpoint.safetensors").state.params,
             read_checkpoint(straight / "checkpoint.safetensors").state.params);
+  // And the same rows in metrics.csv, up to the timings (the last two columns).
+  auto rows = [](const std::filesystem::path& metrics) {
+    std::ifstream in(metrics);
+    std::vector<std::string> out;
+    for (std::string line; std::getline(in, line);) out.push_back(line.substr(0, line.rfind(',', line.rfind(',') - 1)));
+    return out;
+  };
+  EXPECT_EQ(rows(split / "metrics.csv"), rows(straight / "metrics.csv"));
+  EXPECT_EQ(rows(split / "metrics.csv").size(), 4u);  // the header and 3 epochs
 }
 
 }  // namespace

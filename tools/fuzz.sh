@@ -35,7 +35,7 @@ stale() {
   return 1
 }
 
-sources=(host/idx_reader.cpp host/checkpoint.cpp host/safetensors_header.cpp host/atomic_file.cpp host/config.cpp host/layout.cpp
+sources=(host/idx_reader.cpp host/checkpoint.cpp host/safetensors_header.cpp host/atomic_file.cpp host/config.cpp host/flag_values.cpp host/layout.cpp
          tests/fuzz/fuzz_idx.cpp tests/fuzz/fuzz_checkpoint.cpp tests/fuzz/make_seeds.cpp)
 pids=()
 for src in "${sources[@]}"; do
@@ -49,7 +49,8 @@ done
 for pid in "${pids[@]}"; do wait "$pid"; done
 
 readers_idx=("$out/obj/idx_reader.o")
-readers_checkpoint=("$out/obj/checkpoint.o" "$out/obj/safetensors_header.o" "$out/obj/atomic_file.o" "$out/obj/config.o" "$out/obj/layout.o")
+readers_checkpoint=("$out/obj/checkpoint.o" "$out/obj/safetensors_header.o" "$out/obj/atomic_file.o" "$out/obj/config.o"
+                    "$out/obj/flag_values.o" "$out/obj/layout.o")
 link() {  # link OUTPUT FLAG OBJECT...
   local output=$1 flag=$2
   shift 2

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "vae/element_math.hpp"
+#include "vae/flag_values.hpp"
 #include "vae/precision.hpp"
 
 namespace vae {
@@ -43,13 +44,27 @@ struct TrainConfig {
   bool allow_data_change = false;  // resume on other images of the same shape, from the start of an epoch
 };
 
+// The range of each numeric setting, as the README's command-line section documents it. The CLI
+// refuses flags outside them, validate() refuses configs from elsewhere (a checkpoint's metadata).
+// They keep every buffer size well inside int and memory and are far above any real use.
+namespace limits {
+inline constexpr int kMaxWidth = 1 << 16;
+inline constexpr IntegerRange<int> kWidth{1, kMaxWidth};  // each --hidden width, --latent, --batch
+inline constexpr IntegerRange<int> kEpochs{1, 1'000'000};
+inline constexpr IntegerRange<int> kCheckpointEvery{0, 1'000'000};
+inline constexpr IntegerRange<uint64_t> kSeed{0, UINT64_MAX};
+inline constexpr RealRange kLr{0.0, 10.0, true};
+inline constexpr RealRange kBeta{0.0, 1e6};
+inline constexpr RealRange kWeightDecay{0.0, 1.0};
+}  // namespace limits
+
 // Throws vae::UsageError naming the offending setting.
 void validate(const TrainConfig& config);
 
 // "3" or "7,0,12": a comma-separated list of integers >= min_value, or nullopt for anything else.
 std::optional<std::vector<int>> parse_int_list(const std::string& text, int min_value);
 
-// "400" or "512,256" into widths; throws vae::UsageError on anything else.
+// "400" or "512,256" into widths, each in limits::kWidth; throws vae::UsageError on anything else.
 std::vector<int> parse_widths(const std::string& text);
 
 }  // namespace vae

@@ -14,6 +14,7 @@
 #include "vae/checkpoint.hpp"
 #include "vae/config.hpp"
 #include "vae/data_identity.hpp"
+#include "vae/error.hpp"
 #include "vae/idx.hpp"
 #include "vae/training_backend.hpp"
 
@@ -31,6 +32,13 @@ struct EpochStats {
   bool interrupted = false;  // stopped on request before the epoch's end: no evaluation, no test loss
 };
 
+// What train_epoch throws when the loss became non-finite. The message names the step; what happened
+// to the checkpoints is for the caller to say, since only it knows which exist.
+class NonFiniteLoss : public Error {
+ public:
+  using Error::Error;
+};
+
 class Trainer {
  public:
   Trainer(const TrainConfig& config, const MnistSplit& train, const MnistSplit& test,
@@ -39,7 +47,7 @@ class Trainer {
   // Trains the next epoch (or the rest of a resumed one). on_batch(done, total, mean loss so far) is
   // called every kProgressInterval batches, from a snapshot the device sends without being waited
   // for (so a call may come a batch or two after `done`), and after the last batch. Throws
-  // vae::Error naming the step if the loss became non-finite: the snapshots carry the NaN guard,
+  // NonFiniteLoss naming the step if the loss became non-finite: the snapshots carry the NaN guard,
   // so that is within about two intervals of that step, or at the epoch's end.
   EpochStats train_epoch(const std::function<void(int, int, double)>& on_batch = {});
 
