@@ -15,11 +15,13 @@
 #include <vector>
 
 #include "vae/idx.hpp"
+#include "vae/omp_wait_policy.hpp"
 #include "vae/reference_backend.hpp"
 #include "vae/trainer.hpp"
 #include "vae/version.hpp"
 
 int main(int argc, char** argv) {
+  vae::prefer_passive_omp_waits(argv);
   std::string data_dir = "data/fashion-mnist", json_path;
   int epochs = 2;
   CLI::App app{"bench_reference_epoch: Seconds per epoch of the CPU reference backend"};

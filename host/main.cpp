@@ -9,6 +9,7 @@
 #include "vae/cli.hpp"
 #include "vae/error.hpp"
 #include "vae/inspect.hpp"
+#include "vae/omp_wait_policy.hpp"
 #include "vae/train_command.hpp"
 
 namespace {
@@ -51,6 +52,7 @@ int run_command(const vae::CommandLine& command) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  vae::prefer_passive_omp_waits(argv);
   try {
     const vae::CommandLine command = vae::parse_command_line(argc, argv);
     if (command.exit_code) return *command.exit_code;

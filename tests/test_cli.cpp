@@ -34,6 +34,21 @@ TEST(Cli, HelpListsEveryFlagAndExitsZero) {
     EXPECT_THAT(r.output, HasSubstr(flag));
 }
 
+// OpenMP threads wait passively unless the user says otherwise (libgomp's spinning default collapses
+// CPU training on a shared 2-core machine). libgomp shows the spin count it settled on when asked
+// (OMP_DISPLAY_ENV): 0 is passive, 30000000000 is OMP_WAIT_POLICY=active's.
+TEST(Cli, OpenMpThreadsWaitPassivelyUnlessTheUserChoosesOtherwise) {
+  const std::string cli_path = std::string("'") + VAE_CLI_PATH + "'";
+  auto r = run_process("/usr/bin/env", "-u OMP_WAIT_POLICY OMP_DISPLAY_ENV=verbose " + cli_path + " --version");
+  EXPECT_EQ(r.exit_code, 0);
+  EXPECT_THAT(r.output, HasSubstr("GOMP_SPINCOUNT = '0'"));
+  EXPECT_THAT(r.output, HasSubstr("vae_cuda "));
+  r = run_process("/usr/bin/env", "OMP_WAIT_POLICY=active OMP_DISPLAY_ENV=verbose " + cli_path + " --version");
+  EXPECT_EQ(r.exit_code, 0);
+  EXPECT_THAT(r.output, HasSubstr("GOMP_SPINCOUNT = '30000000000'"));
+  EXPECT_THAT(r.output, testing::Not(HasSubstr("GOMP_SPINCOUNT = '0'")));
+}
+
 TEST(Cli, VersionPrintsTheVersion) {
   const auto r = cli("--version");
   EXPECT_EQ(r.exit_code, 0);
