@@ -316,6 +316,8 @@ void write_checkpoint(const fs::path& file, const Checkpoint& c) {
   for (const auto* b : buffers)
     if (static_cast<int64_t>(b->size()) != total)
       throw Error(fmt::format("{}: state buffers do not match the model's layout", file.string()));
+  // What read_checkpoint would refuse is never written: the file already there stays usable.
+  check_values(file, tensors, c.state);
 
   json header;
   header["__metadata__"] = metadata_of(c);

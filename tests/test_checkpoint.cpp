@@ -13,6 +13,7 @@
 #include <fstream>
 #include <functional>
 #include <limits>
+#include <tuple>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <random>
@@ -106,6 +107,31 @@ TEST(Checkpoint, RoundTripsANonSquareImageShape) {
   c.data = DataIdentity{16, 49, 3, ~0ull, 0};
   write_checkpoint(dir.path() / "c.safetensors", c);
   EXPECT_EQ(read_checkpoint(dir.path() / "c.safetensors").data, c.data);
+}
+
+// What the reader refuses is never written, and the checkpoint already there stays as it was.
+TEST(CheckpointWrite, NonFiniteValuesOrNegativeSecondMomentsAreNotWritten) {
+  TempDir dir;
+  const fs::path file = dir.path() / "c.safetensors";
+  const Checkpoint good = random_checkpoint(ModelConfig{}, 3);
+  write_checkpoint(file, good);
+  const NamedTensor fc3 = parameter_tensors(good.config.model)[6];
+  for (auto [buffer, value, message] :
+       {std::tuple{0, std::numeric_limits<float>::quiet_NaN(), "tensor fc3.weight: value nan at index 2 is not finite"},
+        std::tuple{1, std::numeric_limits<float>::infinity(), "optimizer.exp_avg.fc3.weight: value inf at index 2"},
+        std::tuple{2, -1.0f, "optimizer.exp_avg_sq.fc3.weight: value -1 at index 2 is negative"}}) {
+    Checkpoint bad = random_checkpoint(ModelConfig{}, 4);
+    std::vector<float>* buffers[] = {&bad.state.params, &bad.state.adam_m, &bad.state.adam_v};
+    (*buffers[buffer])[fc3.offset + 2] = value;
+    try {
+      write_checkpoint(file, bad);
+      ADD_FAILURE() << "no error for " << message;
+    } catch (const Error& e) {
+      EXPECT_THAT(e.what(), HasSubstr(file.string()));
+      EXPECT_THAT(e.what(), HasSubstr(message));
+    }
+    EXPECT_EQ(read_checkpoint(file).state.params, good.state.params);
+  }
 }
 
 TEST(CheckpointWrite, WithoutItsTrainingDataIsAnErrorAndLeavesNothing) {

@@ -58,7 +58,9 @@ std::vector<NamedTensor> parameter_tensors(const ModelConfig& model);
 
 // Writes through a temporary file in the same directory, fsync, then rename over `file`: a crash at
 // any moment leaves either the old file or the new one. Throws vae::Error naming the file, also when
-// `checkpoint.data` is missing: a checkpoint that cannot say what it was trained on is not written.
+// `checkpoint.data` is missing (a checkpoint that cannot say what it was trained on is not written)
+// or a value is one read_checkpoint refuses (non-finite, or a negative second moment); the file
+// already there is then left as it was.
 void write_checkpoint(const std::filesystem::path& file, const Checkpoint& checkpoint);
 
 // Reads and validates everything, in an order that makes the message name the real cause: the header
