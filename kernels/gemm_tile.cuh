@@ -249,12 +249,15 @@ __device__ __forceinline__ bool arrives_last(unsigned* counter, unsigned expecte
 // one (a block's work comes from a ticket taken when it starts, so those blocks are running or done
 // and the wait ends). Where blocks run one after another they are all done: a wait that would block
 // there is a block waiting for a later one, which this engine's design forbids, and is an error.
-__device__ __forceinline__ void wait_for_count(unsigned* counter, unsigned target) {
+__device__ __forceinline__ void wait_for_count(const unsigned* counter, unsigned target) {
   if (threadIdx.x == 0) {
+    // Plain (volatile) loads, not atomics: polling with read-modify-writes would queue at L2 ahead of
+    // the very increments it waits for.
+    const volatile unsigned* count = counter;
 #if defined(VAE_EMULATION)
-    if (atomicAdd(counter, 0u) < target) throw Error("a block waits for a block that starts after it");
+    if (*count < target) throw Error("a block waits for a block that starts after it");
 #else
-    while (atomicAdd(counter, 0u) < target) __nanosleep(64);
+    for (unsigned pause = 32; *count < target; pause = min(2 * pause, 1024u)) __nanosleep(pause);
 #endif
     __threadfence();
   }

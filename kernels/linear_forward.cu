@@ -198,14 +198,17 @@ void linear_forward(const LinearForward& f, Precision precision, GemmWorkspace w
   check((f.x == nullptr) != (f.pixels == nullptr), "exactly one of x and pixels is the input");
   check(!(loss && f.pixels != nullptr), "the loss epilogue needs a float input");
   check(!(reparam && f.out != 2 * f.reparam.latent), "the reparameterisation needs an output of 2 * latent");
-  // The step advances in block 0 while the head's last blocks read the noise stream it sets.
+  // Block 0 advances the step with plain stores while the last blocks of the head's or the output
+  // layer's launch read the noise stream or the step (the NaN guard): not in one launch.
   check(!(reparam && f.advance.step != nullptr), "the step cannot advance in the head's own launch");
+  check(!(loss && f.advance.step != nullptr), "the step cannot advance in the output layer's own launch");
   check(f.rows >= 0 && f.in >= 0 && f.out >= 0, "negative size");
   if (f.rows == 0 || f.out == 0) {
     check(f.advance.step == nullptr && !loss && !reparam, "an epilogue needs a non-empty product");
     return;
   }
   const ForwardPlan plan = plan_linear_forward(f.rows, f.in, f.out, precision, multiprocessor_count());
+  check(plan.gemm.grid_m <= 65535, "too many rows for one launch (grid y is at most 65535 tiles)");
   if (plan.floats > workspace.floats || plan.counters > workspace.counters)
     throw Error("linear layer forward: GEMM workspace holds " + std::to_string(workspace.floats) + " floats and " +
                 std::to_string(workspace.counters) + " counters, needs " + std::to_string(plan.floats) + " and " +

@@ -1194,6 +1194,10 @@ TEST(FusedLaunchers, RejectBadCombinations) {
   head_advancing.reparam = ReparamEpilogue{3, 1, stream.data(), eps.data(), z.data()};
   head_advancing.advance = StepAdvance{step.data(), stream.data(), AdamHyper{}, nullptr};
   forward_refused(head_advancing, "the step advancing in the head's own launch");
+  LinearForward output_advancing = forward_of(c, d, y.data());
+  output_advancing.loss = loss;
+  output_advancing.advance = StepAdvance{step.data(), stream.data(), AdamHyper{}, nullptr};
+  forward_refused(output_advancing, "the step advancing in the output layer's own launch");
   LinearForward empty = forward_of({0, 13, 6, false}, d, y.data());
   empty.advance = StepAdvance{step.data(), stream.data(), AdamHyper{}, nullptr};
   forward_refused(empty, "an epilogue on an empty batch");
