@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 
 #include "vae/device/kernel_runtime.hpp"
 #include "vae/device/tensor_core.hpp"
@@ -282,6 +283,25 @@ __device__ __forceinline__ void for_each_reduced(const float* partials, int spli
     for (int s = 0; s < splits; ++s) total += __ldcg(partials + partial_index(s, m, n, row, col));
     visit(row, col, total);
   }
+}
+
+// The block tiles compiled, one per precision and tile shape: calls launch(Tile<...>{}) with this one.
+template <class Launch>
+void with_tile(Precision precision, TileShape shape, Launch launch) {
+  const bool large = shape == TileShape::kLarge;
+  if (precision == Precision::kTf32)
+    large ? launch(Tile<64, 64, true>{}) : launch(Tile<32, 32, true>{});
+  else
+    large ? launch(Tile<64, 64, false>{}) : launch(Tile<32, 32, false>{});
+}
+
+// Throws vae::Error naming the launch ("linear layer forward") when the workspace holds fewer partial
+// sums or counters than its plan needs.
+inline void check_workspace(const char* launch, const GemmWorkspace& workspace, int64_t floats, int64_t counters) {
+  if (floats > workspace.floats || counters > workspace.counters)
+    throw Error(std::string(launch) + ": GEMM workspace holds " + std::to_string(workspace.floats) + " floats and " +
+                std::to_string(workspace.counters) + " counters, needs " + std::to_string(floats) + " and " +
+                std::to_string(counters));
 }
 
 }  // namespace vae::cuda::gemm

@@ -213,10 +213,7 @@ void linear_backward(const LinearBackward& b, Precision precision, GemmWorkspace
   const int64_t blocks = plan.dx_blocks + plan.dw_blocks;
   if (blocks == 0) return;
   check(blocks <= 0x7FFFFFFF, "too many tiles for one launch");
-  if (plan.floats > workspace.floats || plan.counters > workspace.counters)
-    throw Error("linear layer backward: GEMM workspace holds " + std::to_string(workspace.floats) + " floats and " +
-                std::to_string(workspace.counters) + " counters, needs " + std::to_string(plan.floats) + " and " +
-                std::to_string(plan.counters));
+  gemm::check_workspace("linear layer backward", workspace, plan.floats, plan.counters);
   const BackwardArgs args{b.rows,
                           b.in,
                           b.out,
@@ -235,18 +232,8 @@ void linear_backward(const LinearBackward& b, Precision precision, GemmWorkspace
                           b.reparam,
                           b.adam};
   const unsigned grid = static_cast<unsigned>(blocks);
-  const bool large = plan.dw.shape == TileShape::kLarge;
-  if (precision == Precision::kTf32) {
-    if (large)
-      launch_backward<Tile<64, 64, true>>(b, args, grid, stream);
-    else
-      launch_backward<Tile<32, 32, true>>(b, args, grid, stream);
-  } else {
-    if (large)
-      launch_backward<Tile<64, 64, false>>(b, args, grid, stream);
-    else
-      launch_backward<Tile<32, 32, false>>(b, args, grid, stream);
-  }
+  gemm::with_tile(precision, plan.dw.shape,
+                  [&](auto tile) { launch_backward<decltype(tile)>(b, args, grid, stream); });
 }
 
 }  // namespace vae::cuda

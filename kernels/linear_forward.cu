@@ -209,10 +209,7 @@ void linear_forward(const LinearForward& f, Precision precision, GemmWorkspace w
   }
   const ForwardPlan plan = plan_linear_forward(f.rows, f.in, f.out, precision, multiprocessor_count());
   check(plan.gemm.grid_m <= 65535, "too many rows for one launch (grid y is at most 65535 tiles)");
-  if (plan.floats > workspace.floats || plan.counters > workspace.counters)
-    throw Error("linear layer forward: GEMM workspace holds " + std::to_string(workspace.floats) + " floats and " +
-                std::to_string(workspace.counters) + " counters, needs " + std::to_string(plan.floats) + " and " +
-                std::to_string(plan.counters));
+  gemm::check_workspace("linear layer forward", workspace, plan.floats, plan.counters);
   const ForwardArgs args{f.rows,
                          f.out,
                          f.in,
@@ -227,18 +224,8 @@ void linear_forward(const LinearForward& f, Precision precision, GemmWorkspace w
                          f.advance,
                          f.reparam,
                          f.loss};
-  const bool large = plan.gemm.shape == TileShape::kLarge;
-  if (precision == Precision::kTf32) {
-    if (large)
-      launch_forward<Tile<64, 64, true>>(f, plan, args, stream);
-    else
-      launch_forward<Tile<32, 32, true>>(f, plan, args, stream);
-  } else {
-    if (large)
-      launch_forward<Tile<64, 64, false>>(f, plan, args, stream);
-    else
-      launch_forward<Tile<32, 32, false>>(f, plan, args, stream);
-  }
+  gemm::with_tile(precision, plan.gemm.shape,
+                  [&](auto tile) { launch_forward<decltype(tile)>(f, plan, args, stream); });
 }
 
 }  // namespace vae::cuda
