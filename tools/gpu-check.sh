@@ -10,6 +10,11 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 build=${1:?usage: tools/gpu-check.sh BUNDLE_DIR}
+if [[ -f "$build/bundle.tar.gz" ]]; then  # tools/gpu-bundle.sh packs the bundle to fit the carry limit
+  unpacked=$(mktemp -d)
+  tar -xzf "$build/bundle.tar.gz" -C "$unpacked" || { echo "gpu-check: cannot unpack $build/bundle.tar.gz" >&2; exit 1; }
+  build=$unpacked
+fi
 out=${OUT:-/tmp/gpu-check}
 budget=${VAE_CHECK_BUDGET:-480}
 logs=$(mktemp -d)
