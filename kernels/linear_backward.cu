@@ -116,30 +116,11 @@ __device__ void weight_gradient_block(const BackwardArgs& p, unsigned index, con
     if (!gemm::arrives_last(g.tile_counters + tile_m * g.grid_n + tile_n, g.splits)) return;
   }
 
-  // The tile's gradient is complete. Adam waits until no block reads W (the dx blocks took earlier
-  // tickets, so they are running or done).
+  // The tile's gradient is complete.
   const bool adam = p.adam.coefficients != nullptr;
-  AdamCoefficients<float> c{};
-  if (adam) {
-    gemm::wait_for_count(p.launch_counters + 1, p.dx_blocks);
-    c = *p.adam.coefficients;
-  }
-  auto finish = [&](int64_t j, int64_t i, float grad) {
-    const int64_t e = j * p.in + i;
-    p.dweight[e] = grad;
-    if (adam) {
-      float w = p.weight[e], m = p.adam.weight_m[e], v = p.adam.weight_v[e];
-      adam_update(grad, w, m, v, c);
-      p.weight[e] = w, p.adam.weight_m[e] = m, p.adam.weight_v[e] = v;
-    }
-  };
-  if (g.splits == 1)
-    acc.for_each(p.out, p.in, at, finish);
-  else
-    gemm::for_each_reduced<T>(g.partials, g.splits, p.out, p.in, at, finish);
-
-  if (tile_n != 0) return;
-  for (int t = threadIdx.x; t < T::BM && at.m0 + t < p.out; t += blockDim.x) {
+  const AdamCoefficients<float> c = adam ? *p.adam.coefficients : AdamCoefficients<float>{};
+  // The bias first: no block of this launch reads it, so its update needs no wait.
+  for (int t = threadIdx.x; tile_n == 0 && t < T::BM && at.m0 + t < p.out; t += blockDim.x) {
     const int64_t j = at.m0 + t;
     float grad = 0.0f;
     for (int r = 0; r < p.rows; ++r) {
@@ -153,6 +134,21 @@ __device__ void weight_gradient_block(const BackwardArgs& p, unsigned index, con
       p.bias[j] = b, p.adam.bias_m[j] = m, p.adam.bias_v[j] = v;
     }
   }
+  // W waits until no block reads it (the dx blocks took earlier tickets, so they are running or done).
+  if (adam) gemm::wait_for_count(p.launch_counters + 1, p.dx_blocks);
+  auto finish = [&](int64_t j, int64_t i, float grad) {
+    const int64_t e = j * p.in + i;
+    p.dweight[e] = grad;
+    if (adam) {
+      float w = p.weight[e], m = p.adam.weight_m[e], v = p.adam.weight_v[e];
+      adam_update(grad, w, m, v, c);
+      p.weight[e] = w, p.adam.weight_m[e] = m, p.adam.weight_v[e] = v;
+    }
+  };
+  if (g.splits == 1)
+    acc.for_each(p.out, p.in, at, finish);
+  else
+    gemm::for_each_reduced<T>(g.partials, g.splits, p.out, p.in, at, finish);
 }
 
 // A 1-D grid of dx_blocks + dW's blocks. Work goes by ticket, taken as a block starts, not by
