@@ -31,6 +31,16 @@ ActivationLayout make_activation_layout(const ParamLayout& layout, int rows) {
   act.eps = take(act.latent);
   act.z = take(act.latent);
   act.dz = take(act.latent);
+  for (const LinearSlot& l : layout.layers) {
+    const bool bn = l.batch_norm;
+    act.pre.push_back(bn ? take(l.out) : -1);
+    act.pre_grad.push_back(bn ? take(l.out) : -1);
+    // One row each, whatever the batch.
+    act.batch_mean.push_back(bn ? act.total : -1);
+    if (bn) act.total += align_up(l.out);
+    act.batch_invstd.push_back(bn ? act.total : -1);
+    if (bn) act.total += align_up(l.out);
+  }
   return act;
 }
 

@@ -30,23 +30,39 @@ int64_t element_count(const std::vector<int64_t>& shape) {
   return n;
 }
 
-// Every tensor of a checkpoint in file order: the weights, then Adam's first and second moments
-// under torch.optim.Adam's state names. `buffer` says which flat buffer each comes from.
+// Every tensor of a checkpoint in file order: the weights, BatchNorm's buffers as a state_dict has
+// them, then Adam's first and second moments under torch.optim.Adam's state names. `buffer` says
+// which flat buffer each comes from; num_batches_tracked is the one I64 scalar, the step count.
+enum Buffer { kParams, kAdamM, kAdamV, kRunningStats, kBatchesTracked };
+
 struct FileTensor {
   NamedTensor tensor;
-  int buffer;  // 0 params, 1 adam_m, 2 adam_v
+  Buffer buffer;
+  const char* dtype() const { return buffer == kBatchesTracked ? "I64" : "F32"; }
+  int64_t bytes() const { return tensor.size() * (buffer == kBatchesTracked ? 8 : 4); }
 };
 
 std::vector<FileTensor> file_tensors(const ModelConfig& model) {
   const std::vector<NamedTensor> params = parameter_tensors(model);
   std::vector<FileTensor> all;
-  const char* prefixes[] = {"", "optimizer.exp_avg.", "optimizer.exp_avg_sq."};
-  for (int buffer = 0; buffer < 3; ++buffer)
+  for (const NamedTensor& t : params) all.push_back({t, kParams});
+  for (const NamedTensor& t : running_stat_tensors(model)) all.push_back({t, kRunningStats});
+  for (const std::string& module : batch_norm_modules(model))
+    all.push_back({NamedTensor{module + ".num_batches_tracked", 0, {}}, kBatchesTracked});
+  const std::pair<const char*, Buffer> moments[] = {{"optimizer.exp_avg.", kAdamM}, {"optimizer.exp_avg_sq.", kAdamV}};
+  for (const auto& [prefix, buffer] : moments)
     for (NamedTensor t : params) {
-      t.name = prefixes[buffer] + t.name;
+      t.name = prefix + t.name;
       all.push_back({t, buffer});
     }
   return all;
+}
+
+// The flat buffer a tensor's values live in; null for num_batches_tracked, which is the step.
+template <typename State>
+auto* buffer_of(State& state, Buffer buffer) {
+  decltype(&state.params) buffers[] = {&state.params, &state.adam_m, &state.adam_v, &state.running_stats, nullptr};
+  return buffers[buffer];
 }
 
 std::string exact(double value) { return fmt::format("{:.17g}", value); }
@@ -62,6 +78,12 @@ json metadata_of(const Checkpoint& c) {
               {"hidden", fmt::format("{}", fmt::join(t.model.hidden, ","))},
               {"latent", std::to_string(t.model.latent)},
               {"beta", exact(t.model.beta)},
+              {"activation", activation_name(t.model.activation)},
+              {"negative_slope", exact(t.model.negative_slope)},
+              {"batch_norm", t.model.batch_norm ? "1" : "0"},
+              {"encoder_output", std::to_string(t.model.encoder_output)},
+              {"likelihood", likelihood_name(t.model.likelihood)},
+              {"alpha", exact(t.model.alpha)},
               {"seed", std::to_string(t.seed)},
               {"batch", std::to_string(t.batch)},
               {"lr", exact(t.adam.lr)},
@@ -73,7 +95,7 @@ json metadata_of(const Checkpoint& c) {
               {"step", std::to_string(c.state.step)},
               {"epoch", std::to_string(c.position.epoch)},
               {"batch_in_epoch", std::to_string(c.position.batch)},
-              {"epoch_bce", exact(c.position.epoch_bce)},
+              {"epoch_reconstruction", exact(c.position.epoch_reconstruction)},
               {"epoch_kl", exact(c.position.epoch_kl)},
               {"image_rows", std::to_string(d.rows)},
               {"image_cols", std::to_string(d.cols)},
@@ -157,6 +179,17 @@ Checkpoint config_from(const fs::path& file, const json& metadata) {
   }
   t.model.latent = m.number<int>("latent");
   t.model.beta = static_cast<float>(m.number<double>("beta"));
+  if (version >= 3) {  // the model options of version 3; earlier files are all of the default model
+    const std::string activation = m.text("activation"), likelihood = m.text("likelihood");
+    if (!parse_activation(activation, t.model.activation))
+      m.fail(fmt::format("__metadata__ activation \"{}\" is not relu or leaky_relu", plain_for_message(activation)));
+    if (!parse_likelihood(likelihood, t.model.likelihood))
+      m.fail(fmt::format("__metadata__ likelihood \"{}\" is not bernoulli or gaussian", plain_for_message(likelihood)));
+    t.model.negative_slope = static_cast<float>(m.number<double>("negative_slope"));
+    t.model.batch_norm = m.number<int>("batch_norm") != 0;
+    t.model.encoder_output = m.number<int>("encoder_output");
+    t.model.alpha = static_cast<float>(m.number<double>("alpha"));
+  }
   t.seed = m.number<uint64_t>("seed");
   t.batch = m.number<int>("batch");
   t.adam.lr = m.number<double>("lr");
@@ -168,7 +201,7 @@ Checkpoint config_from(const fs::path& file, const json& metadata) {
   c.state.step = m.number<long long>("step");
   c.position.epoch = m.number<int>("epoch");
   c.position.batch = m.number<int>("batch_in_epoch");
-  c.position.epoch_bce = m.number<double>("epoch_bce");
+  c.position.epoch_reconstruction = m.number<double>(version >= 3 ? "epoch_reconstruction" : "epoch_bce");
   c.position.epoch_kl = m.number<double>("epoch_kl");
   try {
     validate(t);
@@ -216,9 +249,9 @@ std::vector<TensorEntry> check_entries(const fs::path& file, const json& header,
   }
   for (const FileTensor& t : expected) {
     const std::string dtype = header.at(t.tensor.name).at("dtype").get<std::string>();
-    if (dtype != "F32")
-      throw at(file,
-               fmt::format("tensor {} has dtype {}; vae_cuda reads F32", t.tensor.name, plain_for_message(dtype)));
+    if (dtype != t.dtype())
+      throw at(file, fmt::format("tensor {} has dtype {}; vae_cuda reads {}", t.tensor.name, plain_for_message(dtype),
+                                 t.dtype()));
   }
   for (const FileTensor& t : expected) {
     const auto shape = header.at(t.tensor.name).at("shape").get<std::vector<uint64_t>>();
@@ -238,10 +271,10 @@ std::vector<TensorEntry> check_entries(const fs::path& file, const json& header,
                fmt::format("tensor {}: data_offsets [{}, {}] reach past the end of the {} data bytes: the file is "
                            "truncated or the offsets are wrong",
                            name, begin, end, data_size));
-    const uint64_t needed = static_cast<uint64_t>(t.tensor.size()) * sizeof(float);
+    const auto needed = static_cast<uint64_t>(t.bytes());
     if (end - begin != needed)
-      throw at(file, fmt::format("tensor {}: data_offsets [{}, {}] hold {} bytes; {} floats need {}", name, begin, end,
-                                 end - begin, t.tensor.size(), needed));
+      throw at(file, fmt::format("tensor {}: data_offsets [{}, {}] hold {} bytes; {} {} values need {}", name, begin,
+                                 end, end - begin, t.tensor.size(), t.dtype(), needed));
     entries.push_back({&t, begin, end});
   }
   std::vector<TensorEntry> by_place = entries;
@@ -264,20 +297,28 @@ std::vector<TensorEntry> check_entries(const fs::path& file, const json& header,
   return entries;
 }
 
-// Values no run can produce: NaN or +-Inf anywhere, or a negative second moment (a running mean of
-// squares). Accepted, they would surface far from their cause, as a black image or a "non-finite
-// loss" steps later; here the message names the tensor and the first bad index in it (flat, row-major).
-void check_values(const fs::path& file, const std::vector<FileTensor>& tensors, const TrainingState& state) {
-  const std::vector<float>* buffers[] = {&state.params, &state.adam_m, &state.adam_v};
+// Values no run can produce: NaN or +-Inf anywhere, a negative second moment (a running mean of
+// squares) or running variance, or a batch count other than the step count. Accepted, they would
+// surface far from their cause, as a black image or a "non-finite loss" steps later; here the
+// message names the tensor and the first bad index in it (flat, row-major).
+void check_values(const fs::path& file, const std::vector<FileTensor>& tensors, const TrainingState& state,
+                  const ParamLayout& layout) {
+  std::set<int64_t> variances;  // offsets of the running variances in the running statistics
+  for (const LinearSlot& l : layout.layers)
+    if (l.batch_norm) variances.insert(l.running_var_offset);
   for (const FileTensor& t : tensors) {
-    const float* values = buffers[t.buffer]->data() + t.tensor.offset;
-    const bool second_moment = t.buffer == 2;
+    const std::vector<float>* buffer = buffer_of(state, t.buffer);
+    if (buffer == nullptr) continue;  // num_batches_tracked is written as the step, and read against it
+    const float* values = buffer->data() + t.tensor.offset;
+    const char* nonnegative = t.buffer == kAdamV ? "an Adam second moment"
+                              : t.buffer == kRunningStats && variances.count(t.tensor.offset) ? "a running variance"
+                                                                                                : nullptr;
     for (int64_t i = 0; i < t.tensor.size(); ++i) {
       if (!std::isfinite(values[i]))
         throw at(file, fmt::format("tensor {}: value {} at index {} is not finite", t.tensor.name, values[i], i));
-      if (second_moment && values[i] < 0.0f)
-        throw at(file, fmt::format("tensor {}: value {} at index {} is negative, which an Adam second moment cannot be",
-                                   t.tensor.name, values[i], i));
+      if (nonnegative && values[i] < 0.0f)
+        throw at(file, fmt::format("tensor {}: value {} at index {} is negative, which {} cannot be", t.tensor.name,
+                                   values[i], i, nonnegative));
     }
   }
 }
@@ -286,24 +327,91 @@ void check_values(const fs::path& file, const std::vector<FileTensor>& tensors, 
 
 int64_t NamedTensor::size() const { return element_count(shape); }
 
+namespace {
+
+// The PyTorch module names of each layer's linear part and BatchNorm (empty without one), by the
+// naming rule parameter_tensors documents.
+struct ModuleNames {
+  std::vector<std::string> linear, batch_norm;
+};
+
+ModuleNames module_names(const ModelConfig& model) {
+  const ParamLayout layout = make_layout(model);
+  const int layers = static_cast<int>(layout.layers.size());
+  ModuleNames names{std::vector<std::string>(layers), std::vector<std::string>(layers)};
+  if (uses_sequential_names(model)) {
+    // nn.Sequential positions: the encoder's starts with Flatten, and every hidden layer takes one
+    // position for its Linear, one for its BatchNorm1d and one for its activation.
+    int position = 1;
+    std::string part = "encoder";
+    for (int i = 0; i < layers; ++i) {
+      if (i == layout.head()) {
+        position = 0;
+        part = "decoder";
+        continue;
+      }
+      const LinearSlot& l = layout.layers[i];
+      names.linear[i] = fmt::format("{}.{}", part, position++);
+      if (l.batch_norm) names.batch_norm[i] = fmt::format("{}.{}", part, position++);
+      if (l.activation != Activation::kIdentity) ++position;
+    }
+    return names;
+  }
+  const bool example = model.hidden.size() == 1;
+  for (int i = 0; i < layers; ++i)
+    names.linear[i] = !example                 ? layout.layers[i].name  // encoder.{i}, decoder.{i}, output
+                      : i < layout.head()      ? "fc1"
+                      : i == layout.output()   ? "fc4"
+                                               : "fc3";
+  return names;
+}
+
+}  // namespace
+
+bool uses_sequential_names(const ModelConfig& model) { return model.batch_norm || model.encoder_output > 0; }
+
+std::vector<std::string> batch_norm_modules(const ModelConfig& model) {
+  std::vector<std::string> modules;
+  for (const std::string& name : module_names(model).batch_norm)
+    if (!name.empty()) modules.push_back(name);
+  return modules;
+}
+
 std::vector<NamedTensor> parameter_tensors(const ModelConfig& model) {
   const ParamLayout layout = make_layout(model);
-  const bool pytorch_names = model.hidden.size() == 1;
+  const ModuleNames names = module_names(model);
+  const bool example = !uses_sequential_names(model) && model.hidden.size() == 1;
   std::vector<NamedTensor> tensors;
-  auto add = [&](std::string name, const LinearSlot& l, int64_t first_row, int64_t rows) {
+  auto add = [&](const std::string& name, const LinearSlot& l, int64_t first_row, int64_t rows) {
     tensors.push_back({name + ".weight", l.weight_offset + first_row * l.in, {rows, l.in}});
     tensors.push_back({name + ".bias", l.bias_offset + first_row, {rows}});
   };
   for (int i = 0; i < static_cast<int>(layout.layers.size()); ++i) {
     const LinearSlot& l = layout.layers[i];
     if (i == layout.head()) {
-      add(pytorch_names ? "fc21" : "mu", l, 0, model.latent);
-      add(pytorch_names ? "fc22" : "logvar", l, model.latent, model.latent);
-    } else if (pytorch_names) {
-      add(i < layout.head() ? "fc1" : i == layout.output() ? "fc4" : "fc3", l, 0, l.out);
-    } else {
-      add(l.name, l, 0, l.out);  // encoder.{i}, decoder.{i}, output
+      const bool seed = uses_sequential_names(model);
+      add(example ? "fc21" : seed ? "hidden2mu" : "mu", l, 0, model.latent);
+      add(example ? "fc22" : seed ? "hidden2log_var" : "logvar", l, model.latent, model.latent);
+      continue;
     }
+    add(names.linear[i], l, 0, l.out);
+    if (l.batch_norm) {
+      tensors.push_back({names.batch_norm[i] + ".weight", l.bn_weight_offset, {l.out}});
+      tensors.push_back({names.batch_norm[i] + ".bias", l.bn_bias_offset, {l.out}});
+    }
+  }
+  return tensors;
+}
+
+std::vector<NamedTensor> running_stat_tensors(const ModelConfig& model) {
+  const ParamLayout layout = make_layout(model);
+  const ModuleNames names = module_names(model);
+  std::vector<NamedTensor> tensors;
+  for (size_t i = 0; i < layout.layers.size(); ++i) {
+    const LinearSlot& l = layout.layers[i];
+    if (!l.batch_norm) continue;
+    tensors.push_back({names.batch_norm[i] + ".running_mean", l.running_mean_offset, {l.out}});
+    tensors.push_back({names.batch_norm[i] + ".running_var", l.running_var_offset, {l.out}});
   }
   return tensors;
 }
@@ -311,21 +419,22 @@ std::vector<NamedTensor> parameter_tensors(const ModelConfig& model) {
 void write_checkpoint(const fs::path& file, const Checkpoint& c) {
   if (!c.data) throw Error(fmt::format("{}: the checkpoint does not say what data it was trained on", file.string()));
   const std::vector<FileTensor> tensors = file_tensors(c.config.model);
+  const ParamLayout layout = make_layout(c.config.model);
   const std::vector<float>* buffers[] = {&c.state.params, &c.state.adam_m, &c.state.adam_v};
-  const int64_t total = make_layout(c.config.model).total;
   for (const auto* b : buffers)
-    if (static_cast<int64_t>(b->size()) != total)
+    if (static_cast<int64_t>(b->size()) != layout.total)
       throw Error(fmt::format("{}: state buffers do not match the model's layout", file.string()));
+  if (static_cast<int64_t>(c.state.running_stats.size()) != layout.running_total)
+    throw Error(fmt::format("{}: running statistics do not match the model's BatchNorm layers", file.string()));
   // What read_checkpoint would refuse is never written: the file already there stays usable.
-  check_values(file, tensors, c.state);
+  check_values(file, tensors, c.state, layout);
 
   json header;
   header["__metadata__"] = metadata_of(c);
   int64_t offset = 0;
   for (const FileTensor& t : tensors) {
-    const int64_t bytes = t.tensor.size() * static_cast<int64_t>(sizeof(float));
-    header[t.tensor.name] = {{"dtype", "F32"}, {"shape", t.tensor.shape}, {"data_offsets", {offset, offset + bytes}}};
-    offset += bytes;
+    header[t.tensor.name] = {{"dtype", t.dtype()}, {"shape", t.tensor.shape}, {"data_offsets", {offset, offset + t.bytes()}}};
+    offset += t.bytes();
   }
   std::string text = header.dump();
   text.resize((text.size() + 7) / 8 * 8, ' ');  // the data then starts 8-byte aligned
@@ -333,9 +442,13 @@ void write_checkpoint(const fs::path& file, const Checkpoint& c) {
   const uint64_t length = text.size();
   for (int i = 0; i < 8; ++i) prefix[i] = static_cast<char>((length >> (8 * i)) & 0xff);
 
+  const int64_t batches_tracked = c.state.step;  // little-endian, as every supported host stores it
   std::vector<ByteRange> pieces = {{prefix.data(), prefix.size()}, {text.data(), text.size()}};
-  for (const FileTensor& t : tensors)
-    pieces.push_back({buffers[t.buffer]->data() + t.tensor.offset, static_cast<size_t>(t.tensor.size()) * sizeof(float)});
+  for (const FileTensor& t : tensors) {
+    const std::vector<float>* buffer = buffer_of(c.state, t.buffer);
+    pieces.push_back({buffer ? static_cast<const void*>(buffer->data() + t.tensor.offset) : &batches_tracked,
+                      static_cast<size_t>(t.bytes())});
+  }
   replace_file_atomically(file, pieces);
 }
 
@@ -358,12 +471,23 @@ Checkpoint read_checkpoint(const fs::path& file) {
   // Nothing is sized from the metadata before the data_offsets are known to tile the file's own
   // bytes, so a small file declaring a huge model cannot ask for gigabytes.
   const std::vector<TensorEntry> entries = check_entries(file, header, expected, contents.data_size);
-  std::vector<float>* buffers[] = {&c.state.params, &c.state.adam_m, &c.state.adam_v};
-  const int64_t total = make_layout(c.config.model).total;
-  for (std::vector<float>* b : buffers) b->assign(static_cast<size_t>(total), 0.0f);
-  for (const TensorEntry& e : entries)
-    std::memcpy(buffers[e.tensor->buffer]->data() + e.tensor->tensor.offset, contents.data + e.begin, e.end - e.begin);
-  check_values(file, expected, c.state);
+  const ParamLayout layout = make_layout(c.config.model);
+  for (std::vector<float>* b : {&c.state.params, &c.state.adam_m, &c.state.adam_v})
+    b->assign(static_cast<size_t>(layout.total), 0.0f);
+  c.state.running_stats.assign(static_cast<size_t>(layout.running_total), 0.0f);
+  for (const TensorEntry& e : entries) {
+    std::vector<float>* buffer = buffer_of(c.state, e.tensor->buffer);
+    if (buffer != nullptr) {
+      std::memcpy(buffer->data() + e.tensor->tensor.offset, contents.data + e.begin, e.end - e.begin);
+      continue;
+    }
+    int64_t batches_tracked = 0;
+    std::memcpy(&batches_tracked, contents.data + e.begin, sizeof batches_tracked);
+    if (batches_tracked != c.state.step)
+      throw at(file, fmt::format("tensor {}: {} batches tracked, but the checkpoint is at step {}",
+                                 e.tensor->tensor.name, batches_tracked, c.state.step));
+  }
+  check_values(file, expected, c.state, layout);
   return c;
 }
 

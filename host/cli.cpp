@@ -41,8 +41,13 @@ CommandLine parse_command_line(int argc, const char* const* argv) {
   auto* latent_map =
       app.add_option("--latent-map", result.checkpoint, "Decode a grid over the latent plane (latent 2 only)")
           ->option_text("CKPT");
-  std::string pair;
+  std::string pair, interpolate_z = "mean";
   auto* pair_option = app.add_option("--pair", pair, "Test images I,J for --interpolate")->option_text("I,J");
+  auto* interpolate_z_option =
+      app.add_option("--interpolate-z", interpolate_z,
+                     "The ends of --interpolate: the posterior means, or one draw from each posterior (--seed)")
+          ->capture_default_str()
+          ->check(CLI::IsMember({"mean", "sampled"}));
   auto* data_option = app.add_option("--data-dir", c.data_dir, "MNIST-format data for --interpolate")->option_text("DIR");
   auto* resume = app.add_option("--resume", c.resume_from, "Continue training from this checkpoint")->option_text("CKPT");
   app.add_flag("--allow-data-change", c.allow_data_change,
@@ -64,6 +69,22 @@ CommandLine parse_command_line(int argc, const char* const* argv) {
       ->capture_default_str();
   number("--latent", latent, "INT", "Latent dimensions");
   number("--beta", beta, "FLOAT", "Weight of the KL term");
+  std::string activation = activation_name(c.model.activation), likelihood = likelihood_name(c.model.likelihood),
+              negative_slope = fmt::format("{}", c.model.negative_slope), alpha = fmt::format("{}", c.model.alpha),
+              encoder_output = fmt::format("{}", c.model.encoder_output);
+  app.add_option("--activation", activation, "After each hidden layer (and its BatchNorm)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"relu", "leaky_relu"}));
+  number("--negative-slope", negative_slope, "FLOAT", "LeakyReLU's slope for negative inputs, 0 to 1");
+  app.add_flag("--batch-norm", c.model.batch_norm, "BatchNorm1d after each hidden layer's linear part");
+  number("--encoder-output", encoder_output, "INT",
+         "End the encoder with a linear layer of this width and no activation, read by the head (0: none)");
+  app.add_option("--likelihood", likelihood,
+                 "bernoulli: BCE on x/255, summed over the batch; gaussian: Tanh output, alpha * MSE on [-1, 1] "
+                 "data, averaged over the batch")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"bernoulli", "gaussian"}));
+  number("--alpha", alpha, "FLOAT", "Weight of the Gaussian likelihood's mean squared error per image");
   number("--seed", seed, "UINT", "Seed of every random draw (init, shuffling, noise)");
   app.add_option("--device", device, "Where to train")->capture_default_str()->check(CLI::IsMember({"auto", "cpu", "cuda"}));
   app.add_option("--precision", precision, "GEMM arithmetic of the CUDA backend")
@@ -99,11 +120,14 @@ CommandLine parse_command_line(int argc, const char* const* argv) {
         throw UsageError(fmt::format("--pair: '{}' is not two image indices I,J (whole numbers from 0)", pair));
       result.pair_i = (*ij)[0];
       result.pair_j = (*ij)[1];
-    } else if (pair_option->count()) {
-      throw UsageError("--pair goes with --interpolate");
+      result.sampled_ends = interpolate_z == "sampled";
+    } else if (pair_option->count() || interpolate_z_option->count()) {
+      throw UsageError(fmt::format("{} goes with --interpolate", pair_option->count() ? "--pair" : "--interpolate-z"));
     }
     if (c.allow_data_change && !resume->count()) throw UsageError("--allow-data-change goes with --resume");
-    for (const char* flag : {"--batch", "--lr", "--hidden", "--latent", "--beta", "--seed", "--weight-decay", "--adamw"})
+    for (const char* flag : {"--batch", "--lr", "--hidden", "--latent", "--beta", "--seed", "--weight-decay", "--adamw",
+                             "--activation", "--negative-slope", "--batch-norm", "--encoder-output", "--likelihood",
+                             "--alpha"})
       if (app.count(flag) > 0) result.explicit_model_flags.push_back(flag);
     c.checkpoint_every = parse_integer_flag("--checkpoint-every", checkpoint_every, limits::kCheckpointEvery);
     c.epochs = parse_integer_flag("--epochs", epochs, limits::kEpochs);
@@ -112,6 +136,11 @@ CommandLine parse_command_line(int argc, const char* const* argv) {
     c.model.hidden = parse_widths(hidden);
     c.model.latent = parse_integer_flag("--latent", latent, limits::kWidth);
     c.model.beta = parse_float_flag("--beta", beta, limits::kBeta);
+    parse_activation(activation, c.model.activation);  // the option's check admits only the names
+    parse_likelihood(likelihood, c.model.likelihood);
+    c.model.negative_slope = parse_float_flag("--negative-slope", negative_slope, limits::kNegativeSlope);
+    c.model.encoder_output = parse_integer_flag("--encoder-output", encoder_output, limits::kEncoderOutput);
+    c.model.alpha = parse_float_flag("--alpha", alpha, limits::kAlpha);
     c.seed = parse_integer_flag("--seed", seed, limits::kSeed);
     c.adam.weight_decay = parse_real_flag("--weight-decay", weight_decay, limits::kWeightDecay);
     static const std::map<std::string, DeviceChoice> kDevices = {

@@ -34,10 +34,47 @@ std::vector<int> parse_widths(const std::string& text) {
   return *widths;
 }
 
+const char* activation_name(Activation activation) {
+  switch (activation) {
+    case Activation::kReLU: return "relu";
+    case Activation::kLeakyReLU: return "leaky_relu";
+    case Activation::kIdentity: break;
+  }
+  return "identity";
+}
+
+bool parse_activation(const std::string& text, Activation& activation) {
+  for (Activation a : {Activation::kReLU, Activation::kLeakyReLU})
+    if (text == activation_name(a)) {
+      activation = a;
+      return true;
+    }
+  return false;
+}
+
+const char* likelihood_name(Likelihood likelihood) {
+  return likelihood == Likelihood::kGaussian ? "gaussian" : "bernoulli";
+}
+
+bool parse_likelihood(const std::string& text, Likelihood& likelihood) {
+  for (Likelihood l : {Likelihood::kBernoulli, Likelihood::kGaussian})
+    if (text == likelihood_name(l)) {
+      likelihood = l;
+      return true;
+    }
+  return false;
+}
+
 void validate(const TrainConfig& config) {
   const ModelConfig& m = config.model;
   if (m.hidden.empty()) throw UsageError("--hidden: needs at least one layer width");
+  if (m.hidden.size() > static_cast<size_t>(limits::kHiddenLayers.max))
+    throw UsageError(fmt::format("--hidden: {} layers, at most {}", m.hidden.size(), limits::kHiddenLayers.max));
   for (int width : m.hidden) check_range("--hidden", width, limits::kWidth);
+  if (m.activation == Activation::kIdentity) throw UsageError("--activation: the hidden layers need one");
+  check_range("--negative-slope", static_cast<double>(m.negative_slope), limits::kNegativeSlope);
+  check_range("--encoder-output", m.encoder_output, limits::kEncoderOutput);
+  check_range("--alpha", static_cast<double>(m.alpha), limits::kAlpha);
   check_range("--latent", m.latent, limits::kWidth);
   check_range("--beta", static_cast<double>(m.beta), limits::kBeta);
   check_range("--epochs", config.epochs, limits::kEpochs);

@@ -3,6 +3,7 @@
 #include "vae/cuda_backend.hpp"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <algorithm>
 #include <nvtx3/nvtx3.hpp>
@@ -24,8 +25,19 @@ struct ProfiledStepOps : cuda::StepOps {
 
 }  // namespace
 
+std::string cuda_backend_limitation(const ModelConfig& model) {
+  std::vector<std::string> missing;
+  if (model.batch_norm) missing.push_back("BatchNorm1d");
+  if (model.activation != Activation::kReLU) missing.push_back("LeakyReLU");
+  if (model.likelihood != Likelihood::kBernoulli) missing.push_back("the Gaussian likelihood");
+  if (model.encoder_output > 0) missing.push_back("--encoder-output");
+  if (missing.empty()) return "";
+  return fmt::format("the CUDA backend does not run {} yet", fmt::join(missing, ", "));
+}
+
 CudaBackend::CudaBackend(const TrainConfig& config, const MnistSplit& train, const MnistSplit& test)
     : config_(config), layout_(make_layout(config.model)) {
+  if (const std::string limitation = cuda_backend_limitation(config.model); !limitation.empty()) throw Error(limitation);
   cudaDeviceProp props{};
   VAE_CUDA_CHECK(cudaGetDeviceProperties(&props, 0));
   device_name_ = props.name;
@@ -239,7 +251,7 @@ LossSums CudaBackend::epoch_sums() {
 }
 
 void CudaBackend::set_epoch_sums(const LossSums& sums) {
-  const double host[2] = {sums.bce, sums.kl};
+  const double host[2] = {sums.reconstruction, sums.kl};
   VAE_CUDA_CHECK(cudaMemcpyAsync(train_totals_.data(), host, sizeof host, cudaMemcpyHostToDevice, compute_));
   VAE_CUDA_CHECK(cudaStreamSynchronize(compute_));  // `host` is a local: the copy must finish here
 }
@@ -273,7 +285,7 @@ std::optional<TrainingBackend::Snapshot> CudaBackend::take_snapshot() {
 
 TrainingState CudaBackend::state() {
   VAE_CUDA_CHECK(cudaStreamSynchronize(compute_));
-  return TrainingState{params_.download(), adam_m_.download(), adam_v_.download(), steps_enqueued_};
+  return TrainingState{params_.download(), adam_m_.download(), adam_v_.download(), {}, steps_enqueued_};
 }
 
 void CudaBackend::restore(const TrainingState& state) {

@@ -95,30 +95,59 @@ std::vector<float> sample_latents(uint64_t seed, int count, int latent) {
   return z;
 }
 
-std::vector<float> encode_means(ReferenceVae<float>& vae, int count, const float* x, const std::vector<float>& params) {
+namespace {
+// BatchNorm's running statistics, all of them or none for a model without BatchNorm.
+const float* running_or_null(const ReferenceVae<float>& vae, const std::vector<float>& running_stats) {
+  const int64_t needed = vae.layout().running_total;
+  if (static_cast<int64_t>(running_stats.size()) != needed)
+    throw Error(fmt::format("model images: {} running statistics given, the model's BatchNorm layers have {}",
+                            running_stats.size(), needed));
+  return needed == 0 ? nullptr : running_stats.data();
+}
+}  // namespace
+
+std::vector<float> encode_posteriors(ReferenceVae<float>& vae, int count, const float* x, const std::vector<float>& params,
+                                     const std::vector<float>& running_stats) {
   const int input = vae.model().input, latent = vae.model().latent;
-  std::vector<float> mu(static_cast<size_t>(count) * latent);
+  const bool signed_data = vae.model().likelihood == Likelihood::kGaussian;
+  std::vector<float> posteriors(static_cast<size_t>(count) * 2 * latent);
+  std::vector<float> batch(static_cast<size_t>(vae.max_rows()) * input);
   for (int first = 0; first < count; first += vae.max_rows()) {
     const int rows = std::min(vae.max_rows(), count - first);
-    vae.encode(rows, x + static_cast<size_t>(first) * input, params.data());
-    for (int r = 0; r < rows; ++r) {
-      const float* row = vae.mu_logvar() + static_cast<size_t>(r) * 2 * latent;  // mu, then logvar
-      std::copy(row, row + latent, mu.begin() + static_cast<ptrdiff_t>(first + r) * latent);
-    }
+    const float* images = x + static_cast<size_t>(first) * input;
+    for (size_t i = 0; i < static_cast<size_t>(rows) * input; ++i)
+      batch[i] = signed_data ? unit_to_signed(images[i]) : images[i];
+    vae.encode(rows, batch.data(), params.data(), running_or_null(vae, running_stats));
+    std::copy_n(vae.mu_logvar(), static_cast<size_t>(rows) * 2 * latent,
+                posteriors.begin() + static_cast<ptrdiff_t>(first) * 2 * latent);
+  }
+  return posteriors;
+}
+
+std::vector<float> encode_means(ReferenceVae<float>& vae, int count, const float* x, const std::vector<float>& params,
+                                const std::vector<float>& running_stats) {
+  const int latent = vae.model().latent;
+  const std::vector<float> posteriors = encode_posteriors(vae, count, x, params, running_stats);
+  std::vector<float> mu(static_cast<size_t>(count) * latent);
+  for (int r = 0; r < count; ++r) {
+    const float* row = posteriors.data() + static_cast<size_t>(r) * 2 * latent;  // mu, then logvar
+    std::copy(row, row + latent, mu.begin() + static_cast<ptrdiff_t>(r) * latent);
   }
   return mu;
 }
 
 std::vector<float> decode_images(ReferenceVae<float>& vae, int count, const float* z,
-                                 const std::vector<float>& params) {
+                                 const std::vector<float>& params, const std::vector<float>& running_stats) {
   const int input = vae.model().input, latent = vae.model().latent;
+  const bool gaussian = vae.model().likelihood == Likelihood::kGaussian;
   std::vector<float> images(static_cast<size_t>(count) * input);
   for (int first = 0; first < count; first += vae.max_rows()) {
     const int rows = std::min(vae.max_rows(), count - first);
-    vae.decode(rows, z + static_cast<size_t>(first) * latent, params.data());
+    vae.decode(rows, z + static_cast<size_t>(first) * latent, params.data(), running_or_null(vae, running_stats));
     const size_t values = static_cast<size_t>(rows) * input;
     float* out = images.data() + static_cast<size_t>(first) * input;
-    for (size_t i = 0; i < values; ++i) out[i] = sigmoid(vae.logits()[i]);
+    for (size_t i = 0; i < values; ++i)
+      out[i] = gaussian ? (ftanh(vae.logits()[i]) + 1.0f) / 2.0f : sigmoid(vae.logits()[i]);
   }
   return images;
 }
@@ -141,7 +170,7 @@ int square_side(int input) {
 }
 
 void write_epoch_images(const fs::path& out_dir, int epoch, const ModelConfig& model, const std::vector<float>& params,
-                        const MnistSplit& test, uint64_t seed) {
+                        const MnistSplit& test, uint64_t seed, const std::vector<float>& running_stats) {
   if (static_cast<int64_t>(params.size()) < make_layout(model).total)
     throw Error(fmt::format("epoch images: {} parameters are fewer than the model's layout needs", params.size()));
   if (test.image_size() != model.input)
@@ -155,15 +184,16 @@ void write_epoch_images(const fs::path& out_dir, int epoch, const ModelConfig& m
   const int shown = static_cast<int>(std::min<int64_t>(kReconstructions, test.count));
   if (shown > 0) {
     std::vector<float> tiles = split_images(test, 0, shown);
-    const std::vector<float> mu = encode_means(vae, shown, tiles.data(), params);
-    const std::vector<float> reconstructions = decode_images(vae, shown, mu.data(), params);
+    const std::vector<float> mu = encode_means(vae, shown, tiles.data(), params, running_stats);
+    const std::vector<float> reconstructions = decode_images(vae, shown, mu.data(), params, running_stats);
     tiles.insert(tiles.end(), reconstructions.begin(), reconstructions.end());
     write_png_grid(out_dir / fmt::format("reconstruction_epoch_{:03}.png", epoch), tiles, 2 * shown, test.rows,
                    test.cols, shown);
   }
   const int samples = kSampleGrid * kSampleGrid;
   const std::vector<float> z = sample_latents(seed, samples, model.latent);
-  write_png_grid(out_dir / fmt::format("samples_epoch_{:03}.png", epoch), decode_images(vae, samples, z.data(), params),
+  write_png_grid(out_dir / fmt::format("samples_epoch_{:03}.png", epoch),
+                 decode_images(vae, samples, z.data(), params, running_stats),
                  samples, test.rows, test.cols, kSampleGrid);
 }
 

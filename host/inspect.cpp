@@ -28,6 +28,7 @@ constexpr float kLatentMapExtent = 3.0f;
 struct TrainedModel {
   ModelConfig model;
   std::vector<float> params;
+  std::vector<float> running_stats;  // BatchNorm's
   int rows = 0, cols = 0;  // of the images it was trained on, as it draws them; 0 when not recorded
 };
 
@@ -36,7 +37,8 @@ TrainedModel load_model(const InspectOptions& options) {
   Checkpoint checkpoint = read_checkpoint(options.checkpoint);
   if (static_cast<int64_t>(checkpoint.state.params.size()) < make_layout(checkpoint.config.model).total)
     throw Error(fmt::format("{}: holds fewer parameters than its model needs", options.checkpoint));
-  TrainedModel trained{checkpoint.config.model, std::move(checkpoint.state.params)};
+  TrainedModel trained{checkpoint.config.model, std::move(checkpoint.state.params),
+                       std::move(checkpoint.state.running_stats)};
   if (checkpoint.data) {
     trained.rows = checkpoint.data->rows;
     trained.cols = checkpoint.data->cols;
@@ -61,6 +63,23 @@ void check_grid(int grid) {
     throw UsageError(fmt::format("--grid: {} is not between 1 and {}", grid, kMaxGrid));
 }
 
+// The latents [2, latent] the interpolation runs between, for the two images [2, input]: their
+// posterior means, or one draw from each posterior, z = mu + exp(logvar / 2) * eps.
+std::vector<float> interpolation_ends(ReferenceVae<float>& vae, const std::vector<float>& images,
+                                      const TrainedModel& trained, const InspectOptions& options) {
+  const int latent = trained.model.latent;
+  if (!options.sampled_ends) return encode_means(vae, 2, images.data(), trained.params, trained.running_stats);
+  const std::vector<float> posteriors = encode_posteriors(vae, 2, images.data(), trained.params, trained.running_stats);
+  const std::vector<float> eps = sample_latents(options.seed, 2, latent);
+  std::vector<float> z(2 * static_cast<size_t>(latent));
+  for (int r = 0; r < 2; ++r)
+    for (int k = 0; k < latent; ++k) {
+      const float* row = posteriors.data() + static_cast<size_t>(r) * 2 * latent;
+      z[static_cast<size_t>(r) * latent + k] = reparam_sample(row[k], row[latent + k], eps[static_cast<size_t>(r) * latent + k]);
+    }
+  return z;
+}
+
 void check_pair_index(int index, const MnistSplit& test) {
   if (index < 0 || index >= test.count)
     throw UsageError(fmt::format("--pair: image {} is outside the {} test images", index, test.count));
@@ -75,7 +94,7 @@ void run_sample(const InspectOptions& options) {
   const int count = options.grid * options.grid;
   ReferenceVae<float> vae(trained.model, std::min(count, kDecodeRows));
   const std::vector<float> z = sample_latents(options.seed, count, trained.model.latent);
-  write_png_grid(options.out_png, decode_images(vae, count, z.data(), trained.params), count, trained.rows,
+  write_png_grid(options.out_png, decode_images(vae, count, z.data(), trained.params, trained.running_stats), count, trained.rows,
                  trained.cols, options.grid);
 }
 
@@ -98,16 +117,17 @@ void run_interpolate(const InspectOptions& options) {
   ReferenceVae<float> vae(trained.model, options.steps);
   const std::vector<float> first = split_images(test, options.pair_i, 1);
   const std::vector<float> last = split_images(test, options.pair_j, 1);
-  const std::vector<float> mu_i = encode_means(vae, 1, first.data(), trained.params);
-  const std::vector<float> mu_j = encode_means(vae, 1, last.data(), trained.params);
+  std::vector<float> pair = first;
+  pair.insert(pair.end(), last.begin(), last.end());
+  const std::vector<float> ends = interpolation_ends(vae, pair, trained, options);
   std::vector<float> z(static_cast<size_t>(options.steps) * latent);
   for (int s = 0; s < options.steps; ++s) {
     const float t = static_cast<float>(s) / static_cast<float>(options.steps - 1);
-    for (int k = 0; k < latent; ++k) z[static_cast<size_t>(s) * latent + k] = (1.0f - t) * mu_i[k] + t * mu_j[k];
+    for (int k = 0; k < latent; ++k) z[static_cast<size_t>(s) * latent + k] = (1.0f - t) * ends[k] + t * ends[latent + k];
   }
 
   std::vector<float> row = first;
-  const std::vector<float> walk = decode_images(vae, options.steps, z.data(), trained.params);
+  const std::vector<float> walk = decode_images(vae, options.steps, z.data(), trained.params, trained.running_stats);
   row.insert(row.end(), walk.begin(), walk.end());
   row.insert(row.end(), last.begin(), last.end());
   const int count = options.steps + 2;
@@ -137,7 +157,7 @@ void run_latent_map(const InspectOptions& options) {
   }
   const int count = grid * grid;
   ReferenceVae<float> vae(trained.model, std::min(count, kDecodeRows));
-  write_png_grid(options.out_png, decode_images(vae, count, z.data(), trained.params), count, trained.rows,
+  write_png_grid(options.out_png, decode_images(vae, count, z.data(), trained.params, trained.running_stats), count, trained.rows,
                  trained.cols, grid);
 }
 

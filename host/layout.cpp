@@ -1,9 +1,11 @@
-// Builds the parameter layout from the model config: the encoder widths, the head producing
-// mu ‖ logvar, then the mirror-image decoder; and the initial values every backend starts from.
+// Builds the parameter layout from the model config: the encoder widths (and the seed's extra linear
+// layer), the head producing mu ‖ logvar, then the mirror-image decoder; and the initial values every
+// backend starts from.
 #include "vae/layout.hpp"
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cmath>
 
 #include "vae/noise_streams.hpp"
@@ -18,12 +20,30 @@ int64_t align_up(int64_t n) { return (n + kTensorAlignment - 1) / kTensorAlignme
 
 ParamLayout make_layout(const ModelConfig& model) {
   ParamLayout layout;
-  auto add = [&](std::string name, int in, int out, bool relu) {
-    LinearSlot slot{std::move(name), in, out, relu, 0, 0};
-    slot.weight_offset = layout.total;
-    layout.total = align_up(layout.total + static_cast<int64_t>(in) * out);
-    slot.bias_offset = layout.total;
-    layout.total = align_up(layout.total + out);
+  auto take = [](int64_t& total, int64_t count) {
+    const int64_t offset = total;
+    total = align_up(total + count);
+    return offset;
+  };
+  auto add = [&](std::string name, int in, int out, bool hidden) {
+    LinearSlot slot;
+    slot.name = std::move(name);
+    slot.in = in;
+    slot.out = out;
+    slot.weight_offset = take(layout.total, static_cast<int64_t>(in) * out);
+    slot.bias_offset = take(layout.total, out);
+    if (hidden) {
+      slot.activation = model.activation;
+      slot.negative_slope = model.activation == Activation::kLeakyReLU ? model.negative_slope : 0.0f;
+      slot.batch_norm = model.batch_norm;
+      slot.relu = model.activation == Activation::kReLU && !model.batch_norm;
+    }
+    if (slot.batch_norm) {
+      slot.bn_weight_offset = take(layout.total, out);
+      slot.bn_bias_offset = take(layout.total, out);
+      slot.running_mean_offset = take(layout.running_total, out);
+      slot.running_var_offset = take(layout.running_total, out);
+    }
     layout.layers.push_back(std::move(slot));
   };
   int width = model.input;
@@ -31,6 +51,11 @@ ParamLayout make_layout(const ModelConfig& model) {
     add(fmt::format("encoder.{}", i), width, model.hidden[i], true);
     width = model.hidden[i];
   }
+  if (model.encoder_output > 0) {
+    add(fmt::format("encoder.{}", model.hidden.size()), width, model.encoder_output, false);
+    width = model.encoder_output;
+  }
+  layout.head_index = static_cast<int>(layout.layers.size());
   add("head", width, 2 * model.latent, false);
   width = model.latent;
   for (size_t i = 0; i < model.hidden.size(); ++i) {
@@ -58,10 +83,25 @@ void init_params(const ParamLayout& layout, uint64_t seed, T* params) {
     const double bound = 1.0 / std::sqrt(static_cast<double>(l.in));
     fill_uniform(params + l.weight_offset, static_cast<int64_t>(l.in) * l.out, bound);
     fill_uniform(params + l.bias_offset, l.out, bound);
+    // BatchNorm1d starts as the identity: weight 1, bias 0 (no draw, so the linear layers' draws
+    // are those of the same model without BatchNorm).
+    if (l.batch_norm) {
+      std::fill_n(params + l.bn_weight_offset, l.out, T(1));
+      std::fill_n(params + l.bn_bias_offset, l.out, T(0));
+    }
   }
+}
+
+template <typename T>
+void init_running_stats(const ParamLayout& layout, T* running) {
+  std::fill_n(running, layout.running_total, T(0));
+  for (const LinearSlot& l : layout.layers)
+    if (l.batch_norm) std::fill_n(running + l.running_var_offset, l.out, T(1));
 }
 
 template void init_params<float>(const ParamLayout&, uint64_t, float*);
 template void init_params<double>(const ParamLayout&, uint64_t, double*);
+template void init_running_stats<float>(const ParamLayout&, float*);
+template void init_running_stats<double>(const ParamLayout&, double*);
 
 }  // namespace vae

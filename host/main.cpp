@@ -30,6 +30,7 @@ int run_command(const vae::CommandLine& command) {
   options.seed = command.config.seed;
   options.pair_i = command.pair_i;
   options.pair_j = command.pair_j;
+  options.sampled_ends = command.sampled_ends;
   const std::string& out = command.config.out_dir;
   switch (command.command) {
     case vae::Command::kSample:

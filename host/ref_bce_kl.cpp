@@ -27,7 +27,7 @@ LossSums bce_kl_loss(int rows, int pixels, int latent, const T* logits, const T*
   }
   LossSums sums;
   for (int r = 0; r < rows; ++r) {
-    sums.bce += row_bce[r];
+    sums.reconstruction += row_bce[r];
     sums.kl += row_kl[r];
   }
   return sums;

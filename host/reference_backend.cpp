@@ -17,8 +17,10 @@ ReferenceBackend::ReferenceBackend(const TrainConfig& config)
   grads_.assign(total, 0.0f);
   adam_m_.assign(total, 0.0f);
   adam_v_.assign(total, 0.0f);
+  running_stats_.assign(static_cast<size_t>(model_.layout().running_total), 0.0f);
   batch_.resize(static_cast<size_t>(config.batch) * config.model.input);
   init_params(model_.layout(), config.seed, params_.data());
+  init_running_stats(model_.layout(), running_stats_.data());
 }
 
 std::string ReferenceBackend::describe() const { return "CPU reference backend"; }
@@ -32,8 +34,9 @@ std::vector<uint8_t*> ReferenceBackend::host_slots(int count, size_t bytes) {
 
 void ReferenceBackend::load_pixels(const uint8_t* pixels, int rows) {
   const int64_t count = static_cast<int64_t>(rows) * config_.model.input;
+  const bool signed_data = config_.model.likelihood == Likelihood::kGaussian;
 #pragma omp parallel for schedule(static) if (ref::worth_parallel(count))
-  for (int64_t i = 0; i < count; ++i) batch_[i] = pixel_to_unit(pixels[i]);
+  for (int64_t i = 0; i < count; ++i) batch_[i] = signed_data ? pixel_to_signed(pixels[i]) : pixel_to_unit(pixels[i]);
 }
 
 std::function<void()> ReferenceBackend::train_step(const uint8_t* pixels, int rows) {
@@ -42,12 +45,13 @@ std::function<void()> ReferenceBackend::train_step(const uint8_t* pixels, int ro
   load_pixels(pixels, rows);
   ++step_;
   const LossSums loss =
-      model_.run(rows, batch_.data(), config_.seed, train_stream(step_), params_.data(), grads_.data());
+      model_.run(rows, batch_.data(), config_.seed, train_stream(step_), params_.data(), grads_.data(),
+                 running_stats_.data());
   ref::adam_step(static_cast<int64_t>(params_.size()), config_.adam, step_, grads_.data(), params_.data(),
                  adam_m_.data(), adam_v_.data());
-  sums_.bce += loss.bce;
+  sums_.reconstruction += loss.reconstruction;
   sums_.kl += loss.kl;
-  if (first_nonfinite_step_ == 0 && !std::isfinite(loss.bce + loss.kl)) first_nonfinite_step_ = step_;
+  if (first_nonfinite_step_ == 0 && !std::isfinite(loss.reconstruction + loss.kl)) first_nonfinite_step_ = step_;
   return {};  // the pixels were consumed synchronously
 }
 
@@ -82,21 +86,25 @@ double ReferenceBackend::evaluate(const MnistSplit& split, int epoch) {
     const int rows = static_cast<int>(std::min<uint32_t>(config_.batch, count - first));
     load_pixels(split.pixels.data() + first * image, rows);
     const LossSums loss =
-        model_.run(rows, batch_.data(), config_.seed, eval_stream(epoch, b), params_.data(), nullptr);
-    total += loss.bce + config_.model.beta * loss.kl;
+        model_.run(rows, batch_.data(), config_.seed, eval_stream(epoch, b), params_.data(), nullptr,
+                   running_stats_.data());
+    total += loss.reconstruction + config_.model.beta * loss.kl;
   }
   return total / count;
 }
 
-TrainingState ReferenceBackend::state() { return TrainingState{params_, adam_m_, adam_v_, step_}; }
+TrainingState ReferenceBackend::state() {
+  return TrainingState{params_, adam_m_, adam_v_, running_stats_, step_};
+}
 
 void ReferenceBackend::restore(const TrainingState& state) {
   if (state.params.size() != params_.size() || state.adam_m.size() != params_.size() ||
-      state.adam_v.size() != params_.size())
+      state.adam_v.size() != params_.size() || state.running_stats.size() != running_stats_.size())
     throw Error("restore: the state does not match this model's layout");
   params_ = state.params;
   adam_m_ = state.adam_m;
   adam_v_ = state.adam_v;
+  running_stats_ = state.running_stats;
   step_ = state.step;
   first_nonfinite_step_ = 0;
 }

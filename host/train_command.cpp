@@ -31,18 +31,28 @@ namespace fs = std::filesystem;
 // --device auto takes the GPU when the CUDA runtime finds one; --device cuda insists on it. `why`
 // receives the reason when auto falls back to the CPU, for the one line that says so.
 std::unique_ptr<TrainingBackend> make_backend(const TrainConfig& config, const MnistData& data, std::string& why) {
+  const std::string unsupported = cuda_backend_limitation(config.model);
+  if (config.device == DeviceChoice::kCuda && !unsupported.empty())
+    throw UsageError(fmt::format("--device cuda: {}; train it with --device cpu", unsupported));
+  if (config.device == DeviceChoice::kCpu) return std::make_unique<ReferenceBackend>(config);
   const CudaDevices devices = query_cuda_devices();
   if (config.device == DeviceChoice::kCuda && devices.count == 0)
     throw Error(fmt::format("--device cuda: no CUDA device available ({})", devices.why_none));
-  const bool gpu = config.device == DeviceChoice::kCuda || (config.device == DeviceChoice::kAuto && devices.count > 0);
-  if (gpu) return std::make_unique<CudaBackend>(config, data.train, data.test);
-  if (config.device == DeviceChoice::kAuto) why = fmt::format(" (no CUDA device: {})", devices.why_none);
+  if (devices.count > 0 && unsupported.empty()) return std::make_unique<CudaBackend>(config, data.train, data.test);
+  why = devices.count == 0 ? fmt::format(" (no CUDA device: {})", devices.why_none) : fmt::format(" ({})", unsupported);
   return std::make_unique<ReferenceBackend>(config);
 }
 
 std::string describe_model(const ModelConfig& m, int64_t parameters) {
-  return fmt::format("model {}-{}-{} ({} parameters), beta {}", m.input, fmt::join(m.hidden, "-"), m.latent,
-                     parameters, m.beta);
+  std::string hidden = fmt::format("{}", fmt::join(m.hidden, "-"));
+  if (m.encoder_output > 0) hidden += fmt::format("-{}", m.encoder_output);
+  std::string layers = m.batch_norm ? " BatchNorm1d," : "";
+  layers += m.activation == Activation::kLeakyReLU ? fmt::format(" LeakyReLU({}),", m.negative_slope) : "";
+  const std::string likelihood = m.likelihood == Likelihood::kGaussian
+                                     ? fmt::format("Gaussian likelihood (Tanh, alpha {} * MSE), ", m.alpha)
+                                     : "";
+  return fmt::format("model {}-{}-{} ({} parameters),{} {}beta {}", m.input, hidden, m.latent, parameters, layers,
+                     likelihood, m.beta);
 }
 
 // The checkpoint's model, seed, batch and optimiser are the run's; a flag given explicitly with
@@ -57,6 +67,12 @@ TrainConfig resumed_config(const TrainConfig& flags, const Checkpoint& checkpoin
     if (flag == "--latent") return flags.model.latent != saved.model.latent;
     if (flag == "--beta") return flags.model.beta != saved.model.beta;
     if (flag == "--seed") return flags.seed != saved.seed;
+    if (flag == "--activation") return flags.model.activation != saved.model.activation;
+    if (flag == "--negative-slope") return flags.model.negative_slope != saved.model.negative_slope;
+    if (flag == "--batch-norm") return flags.model.batch_norm != saved.model.batch_norm;
+    if (flag == "--encoder-output") return flags.model.encoder_output != saved.model.encoder_output;
+    if (flag == "--likelihood") return flags.model.likelihood != saved.model.likelihood;
+    if (flag == "--alpha") return flags.model.alpha != saved.model.alpha;
     if (flag == "--weight-decay") return flags.adam.weight_decay != saved.adam.weight_decay;
     return flags.adam.decoupled != saved.adam.decoupled;  // --adamw
   };
@@ -207,10 +223,11 @@ int run_train(const TrainConfig& flags, const std::vector<std::string>& explicit
       return 0;
     }
     fmt::print("{}  train {:8.3f}  test {:8.3f}  recon {:8.3f}  kl {:7.3f}  {:9.0f} img/s  {:6.2f} s\n", label,
-               s.train_loss, s.test_loss, s.train_bce, s.train_kl, s.images_per_second, s.seconds);
+               s.train_loss, s.test_loss, s.train_reconstruction, s.train_kl, s.images_per_second, s.seconds);
     std::fflush(stdout);
     metrics.add(s);
-    write_epoch_images(run.out_dir, s.epoch, run.model, trainer.backend().parameters(), data.test, run.seed);
+    const TrainingState state = trainer.backend().state();
+    write_epoch_images(run.out_dir, s.epoch, run.model, state.params, data.test, run.seed, state.running_stats);
     const bool last = trainer.epoch() == run.epochs;
     if (last || (run.checkpoint_every > 0 && trainer.epoch() % run.checkpoint_every == 0))
       write_checkpoint(checkpoint_path, trainer.checkpoint());

@@ -44,7 +44,7 @@ void Trainer::resume(const Checkpoint& checkpoint) {
 DataPosition Trainer::position() {
   if (epoch_finished_) return DataPosition{epoch_ + 1, 0, 0, 0};
   const LossSums sums = backend_->epoch_sums();
-  return DataPosition{epoch_, batches_done_, sums.bce, sums.kl};
+  return DataPosition{epoch_, batches_done_, sums.reconstruction, sums.kl};
 }
 
 Checkpoint Trainer::checkpoint() {
@@ -60,7 +60,7 @@ EpochStats Trainer::train_epoch(const std::function<void(int, int, double)>& on_
   if (!epoch_finished_) throw Error("train_epoch: the previous epoch was interrupted; checkpoint and resume instead");
   ++epoch_;
   const int start_batch = resume_at_ ? resume_at_->batch : 0;
-  backend_->set_epoch_sums(resume_at_ ? LossSums{resume_at_->epoch_bce, resume_at_->epoch_kl} : LossSums{});
+  backend_->set_epoch_sums(resume_at_ ? LossSums{resume_at_->epoch_reconstruction, resume_at_->epoch_kl} : LossSums{});
   resume_at_.reset();
 
   const auto count = static_cast<uint32_t>(train_.count);
@@ -79,7 +79,7 @@ EpochStats Trainer::train_epoch(const std::function<void(int, int, double)>& on_
     if (first_nonfinite_step != 0)
       throw NonFiniteLoss(fmt::format("non-finite loss at step {} (epoch {}); training stopped", first_nonfinite_step, epoch_));
     if (on_batch)
-      on_batch(done, batches, (sums.bce + config_.model.beta * sums.kl) / (spans[done - 1].first + spans[done - 1].rows));
+      on_batch(done, batches, (sums.reconstruction + config_.model.beta * sums.kl) / (spans[done - 1].first + spans[done - 1].rows));
   };
   int snapshot_done = 0;  // batches done when the snapshot in flight was requested; 0 when none is
   auto after_step = [&](int done) {
@@ -125,9 +125,9 @@ EpochStats Trainer::train_epoch(const std::function<void(int, int, double)>& on_
   stats.seconds = seconds;
   const uint32_t images = spans[batches_done_ - 1].first + spans[batches_done_ - 1].rows;
   stats.images_per_second = (images - start) / seconds;
-  stats.train_bce = sums.bce / images;
+  stats.train_reconstruction = sums.reconstruction / images;
   stats.train_kl = sums.kl / images;
-  stats.train_loss = stats.train_bce + config_.model.beta * stats.train_kl;
+  stats.train_loss = stats.train_reconstruction + config_.model.beta * stats.train_kl;
   if (interrupted) {
     stats.interrupted = true;
     return stats;

@@ -19,6 +19,7 @@
 #include <random>
 
 #include "test_support.hpp"
+#include "old_checkpoints.hpp"
 #include "vae/checkpoint.hpp"
 #include "vae/error.hpp"
 #include "vae/reference_backend.hpp"
@@ -91,7 +92,7 @@ TEST(Checkpoint, RoundTripsEveryTensorAndSetting) {
     EXPECT_TRUE(r.config.adam.decoupled);
     EXPECT_EQ(r.position.epoch, 3);
     EXPECT_EQ(r.position.batch, 17);
-    EXPECT_EQ(r.position.epoch_bce, c.position.epoch_bce);  // doubles survive exactly
+    EXPECT_EQ(r.position.epoch_reconstruction, c.position.epoch_reconstruction);  // doubles survive exactly
     EXPECT_EQ(r.position.epoch_kl, c.position.epoch_kl);
     ASSERT_TRUE(r.data.has_value());
     EXPECT_EQ(*r.data, *c.data);  // 64-bit fingerprints survive exactly
@@ -266,7 +267,7 @@ TEST_F(MalformedCheckpoint, MetadataProblems) {
   write_with([](auto& h) { h["__metadata__"]["format"] = "other"; });
   expect_error({"not a vae_cuda checkpoint"});
   write_with([](auto& h) { h["__metadata__"]["format_version"] = "99"; });
-  expect_error({"format version 99", "reads versions 1 to 2"});
+  expect_error({"format version 99", "reads versions 1 to 3"});
   write_with([](auto& h) { h["__metadata__"]["format_version"] = "0"; });
   expect_error({"format version 0"});
   write_with([](auto& h) { h["__metadata__"].erase("latent"); });
@@ -320,17 +321,13 @@ TEST_F(MalformedCheckpoint, TrainingDataProblems) {
 // Version-1 files, written before the training data was recorded, read without it, whatever
 // stray keys they hold.
 TEST_F(MalformedCheckpoint, VersionOneReadsWithoutTrainingData) {
-  write_with([](auto& h) {
-    h["__metadata__"]["format_version"] = "1";
-    for (const char* key : {"image_rows", "image_cols", "train_count", "train_images_xxh3", "train_labels_xxh3"})
-      h["__metadata__"].erase(key);
-  });
+  write_with([](auto& h) { testing_support::make_version1_metadata(h["__metadata__"]); });
   const Checkpoint old = read_checkpoint(file_);
   EXPECT_FALSE(old.data.has_value());
   EXPECT_EQ(old.config.model.input, 12);
   EXPECT_EQ(old.position.batch, 17);
   write_with([](auto& h) {
-    h["__metadata__"]["format_version"] = "1";
+    testing_support::make_version1_metadata(h["__metadata__"]);
     h["__metadata__"]["image_rows"] = "junk";
   });
   EXPECT_FALSE(read_checkpoint(file_).data.has_value());

@@ -11,6 +11,7 @@
 #include <utility>
 
 #include "test_support.hpp"
+#include "old_checkpoints.hpp"
 #include "vae/checkpoint.hpp"
 #include "vae/cli.hpp"
 #include "vae/cuda_device.hpp"
@@ -277,9 +278,7 @@ void write_version1(const std::filesystem::path& from, const std::filesystem::pa
   uint64_t n = 0;
   for (int i = 7; i >= 0; --i) n = (n << 8) | static_cast<uint8_t>(bytes[i]);
   nlohmann::json header = nlohmann::json::parse(bytes.substr(8, n));
-  header["__metadata__"]["format_version"] = "1";
-  for (const char* key : {"image_rows", "image_cols", "train_count", "train_images_xxh3", "train_labels_xxh3"})
-    header["__metadata__"].erase(key);
+  testing_support::make_version1_metadata(header["__metadata__"]);
   std::string text = header.dump();
   text.resize((text.size() + 7) / 8 * 8, ' ');
   std::string prefix(8, '\0');

@@ -107,8 +107,8 @@ TEST_F(CudaTraining, FollowsTheCpuReferenceStepByStep) {
     cpu.train_step(batch, config.batch);
     gpu.train_step(slot[0], config.batch)();  // wait for the copy before refilling the slot
     const LossSums cpu_after = cpu.epoch_sums(), gpu_after = gpu.epoch_sums();
-    const double cpu_loss = cpu_after.bce + cpu_after.kl - cpu_before.bce - cpu_before.kl;
-    const double gpu_loss = gpu_after.bce + gpu_after.kl - gpu_before.bce - gpu_before.kl;
+    const double cpu_loss = cpu_after.reconstruction + cpu_after.kl - cpu_before.reconstruction - cpu_before.kl;
+    const double gpu_loss = gpu_after.reconstruction + gpu_after.kl - gpu_before.reconstruction - gpu_before.kl;
     ASSERT_NEAR(gpu_loss, cpu_loss, 1e-3 * std::fabs(cpu_loss)) << "step " << step + 1;
   }
   const std::vector<float> a = gpu.parameters(), b = cpu.parameters();

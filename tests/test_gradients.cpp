@@ -117,13 +117,13 @@ TEST(BceKl, LossIsTheTextbookFormulaAndGradientMatches) {
       const double mu = mu_logvar[r * 2 * latent + j], lv = mu_logvar[r * 2 * latent + latent + j];
       kl += -0.5 * (1 + lv - mu * mu - std::exp(lv));
     }
-  EXPECT_NEAR(sums.bce, bce, 1e-10 * bce);
+  EXPECT_NEAR(sums.reconstruction, bce, 1e-10 * bce);
   EXPECT_NEAR(sums.kl, kl, 1e-10 * std::fabs(kl));
 
   auto loss = [&] {
     return ref::bce_kl_loss(rows, pixels, latent, logits.data(), target.data(), mu_logvar.data(),
                             static_cast<double*>(nullptr), scratch.data())
-        .bce;
+        .reconstruction;
   };
   expect_gradient_matches("dlogits", logits, dlogits, loss);
 }
@@ -136,7 +136,7 @@ TEST(BceKl, StableForSaturatedLogits) {
   double scratch[2];
   const LossSums sums = ref::bce_kl_loss(1, 4, 1, logits, target, mu_logvar, dlogits, scratch);
   // Two perfect predictions cost nothing; two confident mistakes cost |logit| each.
-  EXPECT_NEAR(sums.bce, 180.0, 1e-3);
+  EXPECT_NEAR(sums.reconstruction, 180.0, 1e-3);
   EXPECT_EQ(sums.kl, 0.0);
   EXPECT_FLOAT_EQ(dlogits[0], 0.0f);
   EXPECT_FLOAT_EQ(dlogits[2], -1.0f);
@@ -162,7 +162,7 @@ TEST(BceKl, ExactWherePyTorchsExampleClampsItsLogAtMinus100) {
     const double exact = std::max(l, 0.0) - l * t + std::log1p(std::exp(-std::fabs(l)));  // 200, 200, 100
     const LossSums sums = ref::bce_kl_loss(1, 1, 1, &logits[i], &target[i], mu_logvar, static_cast<float*>(nullptr),
                                            scratch);
-    EXPECT_DOUBLE_EQ(sums.bce, exact) << "logit " << l << ", target " << t;
+    EXPECT_DOUBLE_EQ(sums.reconstruction, exact) << "logit " << l << ", target " << t;
     EXPECT_DOUBLE_EQ(bce_with_logits(logits[i], target[i]), exact);  // the element formula both backends run
   }
   EXPECT_DOUBLE_EQ(200.0 + std::log1p(std::exp(-200.0)), 200.0);
@@ -190,7 +190,7 @@ TEST(VaeGradient, WholeLossMatchesFiniteDifferencesForEveryParameter) {
   const Vec x = random_vec(rows * model.input, rng, 0, 1);
   auto loss = [&] {
     const LossSums s = vae.run(rows, x.data(), 99, 5, params.data(), nullptr);
-    return s.bce + model.beta * s.kl;
+    return s.reconstruction + model.beta * s.kl;
   };
   Vec grads(layout.total, 0.0);
   vae.run(rows, x.data(), 99, 5, params.data(), grads.data());

@@ -82,7 +82,7 @@ TEST(Trainer, EqualsAPlainLoopOverTheSeededOrder) {
   EXPECT_EQ(run.params, backend.parameters());
   EXPECT_EQ(run.epochs[0].step, 7);  // 6 batches of 32 and a partial one of 8
   const LossSums sums = backend.epoch_sums();
-  EXPECT_DOUBLE_EQ(run.epochs[0].train_loss, (sums.bce + sums.kl) / 200);
+  EXPECT_DOUBLE_EQ(run.epochs[0].train_loss, (sums.reconstruction + sums.kl) / 200);
 }
 
 TEST(Trainer, ReportsProgressEverySoOftenAndAtTheEnd) {
@@ -172,7 +172,7 @@ TEST(Trainer, NeverWaitsForTheDeviceInsideAnEpoch) {
   // Each snapshot's mean is the loss over the images of the batches before it, as a wait would give.
   train_in_seeded_order(reference, config, train_split, 25 * config.batch);
   const LossSums sums = reference.epoch_sums();
-  EXPECT_DOUBLE_EQ(losses[0], (sums.bce + config.model.beta * sums.kl) / (25 * config.batch));
+  EXPECT_DOUBLE_EQ(losses[0], (sums.reconstruction + config.model.beta * sums.kl) / (25 * config.batch));
 }
 
 TEST(Trainer, ANonFiniteLossStopsTheEpochSoonNamingItsStepWithoutAProgressLine) {

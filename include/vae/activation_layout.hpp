@@ -22,6 +22,9 @@ struct ActivationLayout {
   int first_decoder = 0;
   // Offsets in elements from the workspace's start; each buffer is [rows, width].
   std::vector<int64_t> out, grad;  // per layer (ParamLayout order): its output and dL/d(output)
+  // Per layer with BatchNorm (-1 elsewhere): the linear part's output h and dL/dh [rows, out], and
+  // the batch's mean and 1/sqrt(var + eps) per feature [out] from the training forward.
+  std::vector<int64_t> pre, pre_grad, batch_mean, batch_invstd;
   int64_t eps = 0, z = 0, dz = 0;  // [rows, latent]
   int64_t total = 0;               // elements, padding included
 
@@ -39,7 +42,7 @@ struct ActivationLayout {
 inline constexpr int64_t kActivationAlignment = 64;
 
 // The workspace for batches of up to rows (>= 0) images of this model: each layer's output then its
-// gradient in forward order, then ε, z and dz. Throws vae::Error when rows is negative.
+// gradient in forward order, then ε, z and dz, then what BatchNorm layers keep. Throws vae::Error when rows is negative.
 ActivationLayout make_activation_layout(const ParamLayout& layout, int rows);
 
 }  // namespace vae

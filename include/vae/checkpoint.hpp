@@ -24,7 +24,7 @@ namespace vae {
 struct DataPosition {
   int epoch = 1;
   int batch = 0;
-  double epoch_bce = 0, epoch_kl = 0;
+  double epoch_reconstruction = 0, epoch_kl = 0;
 };
 
 struct Checkpoint {
@@ -37,8 +37,10 @@ struct Checkpoint {
 };
 
 // Version 2 added the training data's identity (image_rows, image_cols, train_count,
-// train_images_xxh3, train_labels_xxh3). Version 1 files still read, without it.
-inline constexpr int kCheckpointFormatVersion = 2;
+// train_images_xxh3, train_labels_xxh3). Version 3 added the model options (activation,
+// negative_slope, batch_norm, encoder_output, likelihood, alpha), BatchNorm's tensors, and
+// epoch_reconstruction in place of epoch_bce. Versions 1 and 2 still read, as the default model.
+inline constexpr int kCheckpointFormatVersion = 3;
 inline constexpr int kOldestCheckpointFormatVersion = 1;
 
 // One tensor of the file: its name, where its values sit in the flat buffer, and its shape.
@@ -50,11 +52,29 @@ struct NamedTensor {
   int64_t size() const;
 };
 
-// The weight and bias tensors of a model, named as a checkpoint names them. For one hidden layer:
-// fc1, fc21 (mu), fc22 (logvar), fc3, fc4, each .weight and .bias, as PyTorch's VAE example. Deeper:
-// encoder.{i}, mu, logvar, decoder.{i}, output. The head's one [2 * latent, in] matrix is split into
-// mu's rows and logvar's rows, which are contiguous in the flat buffer.
+// Whether a model's tensors are named as nn.Sequential positions, as the seed's VAE names them: a
+// model with BatchNorm or an encoder_output layer.
+bool uses_sequential_names(const ModelConfig& model);
+
+// The weight and bias tensors of a model, named as a checkpoint names them, so that a PyTorch module
+// of that architecture loads them as a state_dict:
+// - one hidden layer: fc1, fc21 (mu), fc22 (logvar), fc3, fc4, as PyTorch's VAE example;
+// - deeper: encoder.{i}, mu, logvar, decoder.{i}, output;
+// - uses_sequential_names: encoder.{k} and decoder.{k} at their nn.Sequential positions (the encoder
+//   starts with Flatten at 0; each hidden layer is Linear, BatchNorm1d when it has one, then the
+//   activation), hidden2mu and hidden2log_var; a BatchNorm1d's weight (gamma) and bias (beta) at its
+//   own position.
+// Each is .weight and .bias. The head's one [2 * latent, in] matrix is split into mu's rows and
+// logvar's rows, which are contiguous in the flat buffer.
 std::vector<NamedTensor> parameter_tensors(const ModelConfig& model);
+
+// BatchNorm1d's running_mean and running_var [features] per BatchNorm module, offsets into
+// TrainingState::running_stats; empty without BatchNorm.
+std::vector<NamedTensor> running_stat_tensors(const ModelConfig& model);
+
+// The BatchNorm1d modules' names ("encoder.2", ...), in forward order; each has a
+// num_batches_tracked (I64 scalar) in the file, equal to the step count.
+std::vector<std::string> batch_norm_modules(const ModelConfig& model);
 
 // Writes through a temporary file in the same directory, fsync, then rename over `file`: a crash at
 // any moment leaves either the old file or the new one. Throws vae::Error naming the file, also when

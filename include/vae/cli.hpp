@@ -19,6 +19,7 @@ struct CommandLine {
   TrainConfig config;
   std::string checkpoint;     // the CKPT of --sample, --interpolate, --latent-map
   int pair_i = 0, pair_j = 1;  // --pair I,J for --interpolate
+  bool sampled_ends = false;   // --interpolate-z sampled
   // The flags that fix the model and the optimiser which were given explicitly: with --resume each must
   // agree with the checkpoint, since the checkpoint's values are the ones used.
   std::vector<std::string> explicit_model_flags;

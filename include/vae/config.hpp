@@ -13,12 +13,38 @@
 
 namespace vae {
 
+// p(x | z): kBernoulli is BCE-with-logits against x / 255, summed over the pixels and over the batch
+// (PyTorch's VAE example); kGaussian is a Tanh output against data on [-1, 1] with alpha times the
+// squared error averaged over the pixels, and the loss averaged over the batch (the seed's VAE).
+enum class Likelihood { kBernoulli, kGaussian };
+
 struct ModelConfig {
   int input = 784;                 // pixels per image
   std::vector<int> hidden = {400};  // encoder widths; the decoder mirrors them
   int latent = 20;
   float beta = 1.0f;  // weight of the KL term
+  // After each hidden linear layer, in this order: BatchNorm1d (when batch_norm), then the activation.
+  Activation activation = Activation::kReLU;  // kReLU or kLeakyReLU
+  float negative_slope = 0.01f;               // LeakyReLU's, PyTorch's default
+  bool batch_norm = false;  // BatchNorm1d with PyTorch's defaults (momentum 0.1, eps 1e-5, affine)
+  // When > 0, the encoder ends in a Linear(hidden.back(), encoder_output) with no activation, and the
+  // head reads that (the seed's VAE); the decoder still mirrors `hidden`.
+  int encoder_output = 0;
+  Likelihood likelihood = Likelihood::kBernoulli;
+  float alpha = 1.0f;  // kGaussian: weight of the per-image mean squared error
+
+  bool operator==(const ModelConfig&) const = default;
 };
+
+// BatchNorm1d's constants: PyTorch's defaults, which the seed's model uses.
+inline constexpr float kBatchNormMomentum = 0.1f;
+inline constexpr float kBatchNormEps = 1e-5f;
+
+// The factor the loss's gradient is taken at for a batch of `rows` images: 1 for the Bernoulli
+// likelihood's sum over the batch, 1 / rows for the Gaussian one's mean.
+inline double loss_gradient_scale(const ModelConfig& model, int rows) {
+  return model.likelihood == Likelihood::kGaussian ? 1.0 / rows : 1.0;
+}
 
 enum class DeviceChoice { kAuto, kCpu, kCuda };
 
@@ -56,7 +82,18 @@ inline constexpr IntegerRange<uint64_t> kSeed{0, UINT64_MAX};
 inline constexpr RealRange kLr{0.0, 10.0, true};
 inline constexpr RealRange kBeta{0.0, 1e6};
 inline constexpr RealRange kWeightDecay{0.0, 1.0};
+inline constexpr RealRange kNegativeSlope{0.0, 1.0};  // >= 0 keeps LeakyReLU's sign, which its backward relies on
+inline constexpr RealRange kAlpha{0.0, 1e6, true};
+inline constexpr IntegerRange<int> kHiddenLayers{1, 64};
+inline constexpr IntegerRange<int> kEncoderOutput{0, kMaxWidth};  // 0: no such layer
 }  // namespace limits
+
+// The names the CLI and checkpoints use: "relu", "leaky_relu"; "bernoulli", "gaussian". parse_*
+// returns false for anything else.
+const char* activation_name(Activation activation);
+bool parse_activation(const std::string& text, Activation& activation);
+const char* likelihood_name(Likelihood likelihood);
+bool parse_likelihood(const std::string& text, Likelihood& likelihood);
 
 // Throws vae::UsageError naming the offending setting.
 void validate(const TrainConfig& config);

@@ -20,6 +20,10 @@
 
 namespace vae {
 
+// Why the CUDA backend cannot train this model yet, in a phrase ("the CUDA backend does not run
+// BatchNorm1d yet"); empty when it can. Its kernels fuse ReLU and the Bernoulli loss only so far.
+std::string cuda_backend_limitation(const ModelConfig& model);
+
 class CudaBackend : public TrainingBackend {
  public:
   // train and test fix the sizes of the partial batches; test is uploaded once for evaluation.

@@ -20,6 +20,8 @@ VAE_HD float fabs_(float x) { return fabsf(x); }
 VAE_HD double fabs_(double x) { return fabs(x); }
 VAE_HD float fsqrt(float x) { return sqrtf(x); }
 VAE_HD double fsqrt(double x) { return sqrt(x); }
+VAE_HD float ftanh(float x) { return tanhf(x); }
+VAE_HD double ftanh(double x) { return tanh(x); }
 
 // ReLU as PyTorch computes it: negatives to 0 and NaN kept, so that a NaN born in a hidden layer
 // reaches the loss and the NaN guard instead of vanishing.
@@ -35,8 +37,46 @@ VAE_HD T relu_grad(T dy, T y) {
   return y > T(0) ? dy : T(0);
 }
 
+// The activation after a hidden layer (after its BatchNorm when it has one), as torch.nn names them.
+// kIdentity is a linear layer with nothing after it.
+enum class Activation { kIdentity, kReLU, kLeakyReLU };
+
+// torch.nn.LeakyReLU: x where x > 0, negative_slope * x elsewhere (NaN kept).
+template <typename T>
+VAE_HD T leaky_relu(T x, T negative_slope) {
+  return x > T(0) ? x : x * negative_slope;
+}
+
+template <typename T>
+VAE_HD T activate(Activation activation, T negative_slope, T x) {
+  switch (activation) {
+    case Activation::kReLU: return relu(x);
+    case Activation::kLeakyReLU: return leaky_relu(x, negative_slope);
+    case Activation::kIdentity: break;
+  }
+  return x;
+}
+
+// The backward of activate from its output y. With negative_slope >= 0 (the only slopes the engine
+// accepts) y > 0 exactly where the input was > 0, so y is all the mask needs, as for ReLU; elsewhere
+// LeakyReLU passes negative_slope * dy, as PyTorch's leaky_relu_backward does.
+template <typename T>
+VAE_HD T activation_grad(Activation activation, T negative_slope, T dy, T y) {
+  switch (activation) {
+    case Activation::kReLU: return relu_grad(dy, y);
+    case Activation::kLeakyReLU: return y > T(0) ? dy : dy * negative_slope;
+    case Activation::kIdentity: break;
+  }
+  return dy;
+}
+
 // A pixel as the model sees it, x / 255 correctly rounded, as torchvision's ToTensor computes it.
 VAE_HD float pixel_to_unit(uint8_t pixel) { return static_cast<float>(pixel) / 255.0f; }
+
+// A pixel on [-1, 1] as the Gaussian likelihood's data: ToTensor then Normalize(mean 0.5, std 0.5),
+// (x / 255 - 0.5) / 0.5, in float and in that order, as torchvision computes it.
+VAE_HD float unit_to_signed(float unit) { return (unit - 0.5f) / 0.5f; }
+VAE_HD float pixel_to_signed(uint8_t pixel) { return unit_to_signed(pixel_to_unit(pixel)); }
 
 template <typename T>
 VAE_HD T sigmoid(T x) {
@@ -58,6 +98,22 @@ VAE_HD T bce_with_logits(T logit, T target) {
 template <typename T>
 VAE_HD T bce_with_logits_grad(T logit, T target) {
   return sigmoid(logit) - target;
+}
+
+// The Gaussian likelihood's per-pixel term: the squared error of the Tanh output against a target
+// in [-1, 1], (tanh(a) - t)^2, from the pre-activation a.
+template <typename T>
+VAE_HD T tanh_squared_error(T pre_tanh, T target) {
+  const T d = ftanh(pre_tanh) - target;
+  return d * d;
+}
+
+// d tanh_squared_error / d a = 2 (tanh(a) - t) (1 - tanh(a)^2): MSE's backward, then Tanh's from its
+// output, as PyTorch's mse_loss_backward and tanh_backward compose.
+template <typename T>
+VAE_HD T tanh_squared_error_grad(T pre_tanh, T target) {
+  const T y = ftanh(pre_tanh);
+  return T(2) * (y - target) * (T(1) - y * y);
 }
 
 // One latent coordinate's KL(N(mu, exp(logvar)) || N(0, 1)) = -1/2 (1 + logvar - mu^2 - exp(logvar)).

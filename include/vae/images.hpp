@@ -34,15 +34,24 @@ void write_png_grid(const std::filesystem::path& file, const std::vector<float>&
 // the same seed gives the same latents, whatever reads them.
 std::vector<float> sample_latents(uint64_t seed, int count, int latent);
 
-// The means mu [count, latent] of the encoder for count images x [count, input], in chunks of the
-// model's max_rows: the deterministic latent of an image, as reconstructions and interpolations use.
-std::vector<float> encode_means(ReferenceVae<float>& vae, int count, const float* x, const std::vector<float>& params);
+// The encoder's mu ‖ logvar [count, 2 * latent] for count images x [count, input] on [0, 1] (scaled
+// to the likelihood's data here), in chunks of the model's max_rows, in evaluation mode.
+// running_stats is BatchNorm's (layout().running_total values; may be empty without BatchNorm).
+std::vector<float> encode_posteriors(ReferenceVae<float>& vae, int count, const float* x, const std::vector<float>& params,
+                                     const std::vector<float>& running_stats = {});
 
-// Decodes count latents z [count, latent] to pixel probabilities [count, input], in chunks of the
-// model's max_rows.
-std::vector<float> decode_images(ReferenceVae<float>& vae, int count, const float* z, const std::vector<float>& params);
+// The means mu [count, latent] of encode_posteriors: the deterministic latent of an image, as
+// reconstructions and interpolations use.
+std::vector<float> encode_means(ReferenceVae<float>& vae, int count, const float* x, const std::vector<float>& params,
+                                const std::vector<float>& running_stats = {});
 
-// The images [first, first + count) of a split, scaled to [0, 1] as the model sees them.
+// Decodes count latents z [count, latent] to images [count, input] on [0, 1], in chunks of the
+// model's max_rows: the mean of p(x | z), sigmoid(logits) for the Bernoulli likelihood and
+// (tanh(a) + 1) / 2 for the Gaussian one (its [-1, 1] mean drawn as pixels, as the seed draws it).
+std::vector<float> decode_images(ReferenceVae<float>& vae, int count, const float* z, const std::vector<float>& params,
+                                 const std::vector<float>& running_stats = {});
+
+// The images [first, first + count) of a split, scaled to [0, 1].
 std::vector<float> split_images(const MnistSplit& split, int64_t first, int count);
 
 // The side of a square image of `input` pixels; throws vae::Error when there is none. The shape
@@ -54,6 +63,7 @@ int square_side(int input);
 // decodes of z ~ N(0, I) from sample_latents(seed, ...), the same z every epoch). Creates out_dir.
 // A test split without images gets no reconstruction file.
 void write_epoch_images(const std::filesystem::path& out_dir, int epoch, const ModelConfig& model,
-                        const std::vector<float>& params, const MnistSplit& test, uint64_t seed);
+                        const std::vector<float>& params, const MnistSplit& test, uint64_t seed,
+                        const std::vector<float>& running_stats = {});
 
 }  // namespace vae

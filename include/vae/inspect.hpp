@@ -16,14 +16,17 @@ struct InspectOptions {
   uint64_t seed = 1;           // of the latents --sample draws
   int pair_i = 0, pair_j = 1;  // --pair I,J: test image indices
   int steps = 10;              // images along the interpolation line, ends included
+  // --interpolate-z sampled: the line's ends are z = mu + sigma * eps drawn from each image's
+  // posterior (eps from sample_latents(seed, ...)), as the seed's interpolate does, not the means.
+  bool sampled_ends = false;
   int grid = 8;                // samples and latent map: grid x grid
 };
 
 // grid x grid decodes of z ~ N(0, I), the latents of sample_latents(seed, ...).
 void run_sample(const InspectOptions& options);
 
-// One row: test image i, decode((1 - t) mu_i + t mu_j) for `steps` values of t evenly over [0, 1],
-// then test image j.
+// One row: test image i, decode((1 - t) z_i + t z_j) for `steps` values of t evenly over [0, 1],
+// then test image j; z is the posterior mean mu, or with sampled_ends a draw from the posterior.
 void run_interpolate(const InspectOptions& options);
 
 // For a model with latent 2: decodes of the grid x grid points of z in [-3, 3]^2, z1 increasing to

@@ -36,11 +36,12 @@ class ReferenceBackend : public TrainingBackend {
   void restore(const TrainingState& state) override;
 
  private:
-  void load_pixels(const uint8_t* pixels, int rows);  // into batch_, scaled to [0, 1]
+  void load_pixels(const uint8_t* pixels, int rows);  // into batch_, scaled as the likelihood's data
 
   TrainConfig config_;
   ReferenceVae<float> model_;
   std::vector<float> params_, grads_, adam_m_, adam_v_;
+  std::vector<float> running_stats_;  // BatchNorm's, [layout.running_total]
   std::vector<float> batch_;
   std::vector<std::vector<uint8_t>> slots_;
   std::vector<uint8_t> resident_batch_;

@@ -39,16 +39,22 @@ class ReferenceVae {
   const ModelConfig& model() const { return model_; }
   int max_rows() const { return max_rows_; }
 
-  // Forward and loss for rows images x [rows, input] in [0, 1], which are also the targets; ε is
-  // keyed by (seed, stream). When grads is not null, also backward: grads receives dL/dparams of the
-  // summed loss bce + beta * kl (every tensor overwritten, padding untouched).
-  LossSums run(int rows, const T* x, uint64_t seed, uint64_t stream, const T* params, T* grads);
+  // Forward and loss for rows images x [rows, input] (on [0, 1] for the Bernoulli likelihood, [-1, 1]
+  // for the Gaussian), which are also the targets; ε is keyed by (seed, stream). When grads is not
+  // null, the model is in training mode and also runs backward: grads receives dL/dparams of the
+  // loss, reconstruction + beta * kl summed over the batch (times loss_gradient_scale), every tensor
+  // overwritten, padding untouched. running_stats [layout().running_total] is BatchNorm's: updated in
+  // training mode, used in evaluation (without grads); it may be null for a model without BatchNorm,
+  // and is a vae::Error otherwise.
+  LossSums run(int rows, const T* x, uint64_t seed, uint64_t stream, const T* params, T* grads,
+               T* running_stats = nullptr);
 
-  // The two halves of run()'s forward pass, for images and inspection. encode runs the encoder and
-  // the head on x [rows, input], leaving mu ‖ logvar in mu_logvar(); decode runs the decoder and the
-  // output layer on the caller's z [rows, latent], leaving the logits in logits(). Neither draws noise.
-  void encode(int rows, const T* x, const T* params);
-  void decode(int rows, const T* z, const T* params);
+  // The two halves of run()'s forward pass in evaluation mode, for images and inspection. encode
+  // runs the encoder and the head on x [rows, input], leaving mu ‖ logvar in mu_logvar(); decode
+  // runs the decoder and the output layer on the caller's z [rows, latent], leaving the output
+  // layer's pre-activations in logits(). Neither draws noise.
+  void encode(int rows, const T* x, const T* params, const T* running_stats = nullptr);
+  void decode(int rows, const T* z, const T* params, const T* running_stats = nullptr);
 
   // Outputs of the last run, encode or decode.
   const T* logits() const { return at(act_.out[layout_.output()]); }

@@ -24,7 +24,7 @@ struct EpochStats {
   int epoch = 0;          // 1-based
   long long step = 0;     // optimiser steps taken so far
   double train_loss = 0;  // per image: reconstruction + beta * KL, averaged over the epoch
-  double train_bce = 0;   // per image
+  double train_reconstruction = 0;   // per image
   double train_kl = 0;    // per image
   double test_loss = 0;   // per image, z sampled as in training
   double images_per_second = 0;

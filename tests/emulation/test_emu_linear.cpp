@@ -759,7 +759,7 @@ void expect_loss_matches_reference(const LossRun& run, Precision p, const std::v
     kl_scale += row_kl_scale;
   }
   EXPECT_EQ(row_failures, 0) << "rows whose sums in scratch differ from the reference's";
-  EXPECT_NEAR(run.totals[0], totals_before[0] + want.bce, kernel_checks::kLossSumRelative * bce_scale) << "BCE total";
+  EXPECT_NEAR(run.totals[0], totals_before[0] + want.reconstruction, kernel_checks::kLossSumRelative * bce_scale) << "BCE total";
   EXPECT_NEAR(run.totals[1], totals_before[1] + want.kl, kernel_checks::kLossSumRelative * kl_scale) << "KL total";
 }
 

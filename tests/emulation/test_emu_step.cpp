@@ -164,8 +164,8 @@ void follow_reference(const FollowCase& c) {
     const LossSums before = reference.epoch_sums();
     reference.train_step(batch_images, rows);
     const LossSums after = reference.epoch_sums();
-    const double expected = (after.bce - before.bce) + config.model.beta * (after.kl - before.kl);
-    const double loss = got.bce + config.model.beta * got.kl;
+    const double expected = (after.reconstruction - before.reconstruction) + config.model.beta * (after.kl - before.kl);
+    const double loss = got.reconstruction + config.model.beta * got.kl;
     ASSERT_NEAR(loss, expected, c.loss_tolerance * std::fabs(expected)) << c.name << ", step " << s + 1;
   }
   EXPECT_LT(worst_tensor_difference(emulated.layout(), emulated.params(), reference.parameters()),
@@ -201,7 +201,7 @@ void expect_same_bits_in_any_block_order(Precision precision, int steps) {
     for (int s = 0; s < steps; ++s) {
       const LossSums got = emulated.train_step(images.data() + static_cast<size_t>(s) * batch * 784,
                                                s + 1 < steps ? batch : 61);
-      sums.insert(sums.end(), {got.bce, got.kl});
+      sums.insert(sums.end(), {got.reconstruction, got.kl});
     }
     emu::set_block_order(0);
     return std::pair{emulated.state(), sums};

@@ -56,7 +56,7 @@ CONFIGS = [
     {"name": "deep 784-256-128-8", "hidden": [256, 128], "latent": 8, "seed": 2, "batch": 128},
 ]
 
-DTYPES = {"F32": "<f4", "F64": "<f8", "U8": "u1"}
+DTYPES = {"F32": "<f4", "F64": "<f8", "U8": "u1", "I64": "<i8"}
 
 
 def read_safetensors(path):

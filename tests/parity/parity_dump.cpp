@@ -57,8 +57,8 @@ TensorFile step_one(const TrainConfig& config, const std::vector<uint8_t>& pixel
     }
 
   TensorFile file;
-  const double total = loss.bce + static_cast<double>(model.beta) * loss.kl;
-  file.add("loss.bce", {}, &loss.bce);
+  const double total = loss.reconstruction + static_cast<double>(model.beta) * loss.kl;
+  file.add("loss.bce", {}, &loss.reconstruction);
   file.add("loss.kl", {}, &loss.kl);
   file.add("loss.total", {}, &total);
   for (const NamedTensor& t : parameter_tensors(model)) file.add(t.name, t.shape, grads.data() + t.offset);
@@ -113,7 +113,7 @@ int run(int argc, char** argv) {
     const LossSums before = backend.epoch_sums();
     backend.train_step(pixels.data(), config.batch);
     const LossSums after = backend.epoch_sums();
-    losses.push_back(after.bce - before.bce + static_cast<double>(config.model.beta) * (after.kl - before.kl));
+    losses.push_back(after.reconstruction - before.reconstruction + static_cast<double>(config.model.beta) * (after.kl - before.kl));
   }
   TensorFile trajectory;
   trajectory.add("loss.total", {steps}, losses.data());
