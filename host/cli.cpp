@@ -1,6 +1,7 @@
 // vae_cuda's flags, on CLI11. A bad flag or value prints one error line to stderr, with a pointer
 // to --help rather than the whole usage, and exits 2, as DESIGN.md asks of every usage error.
-// Numbers are taken as text and converted by flag_values.hpp, exactly and range-checked.
+// Numbers are taken as text and converted by flag_values.hpp, exactly and range-checked. Settings may
+// also come from a TOML file (--config, config_file.hpp); the command itself stays on the command line.
 #include "vae/cli.hpp"
 
 #include <CLI/CLI.hpp>
@@ -9,6 +10,7 @@
 #include <cstdio>
 #include <map>
 
+#include "config_file.hpp"
 #include "vae/error.hpp"
 #include "vae/version.hpp"
 
@@ -17,6 +19,14 @@ namespace {
 
 // One line, as the README promises: the usage text is 35 lines and would push the error out of view.
 void usage_error(const std::string& what) { fmt::print(stderr, "vae_cuda: {} (see --help)\n", what); }
+
+// "--flag: ..." about a value that came from --config's file says where it was written.
+std::string with_origin(std::string what, const ConfigFile& config) {
+  const size_t colon = what.find(':');
+  if (what.rfind("--", 0) == 0 && colon != std::string::npos)
+    if (const auto origin = config.origin(what.substr(0, colon))) what += fmt::format(" (from {})", *origin);
+  return what;
+}
 
 }  // namespace
 
@@ -102,6 +112,10 @@ CommandLine parse_command_line(int argc, const char* const* argv) {
       ->capture_default_str();
   bool no_progress = false;
   app.add_flag("--no-progress", no_progress, "No progress bar, even on a terminal");
+  // What to do and on what stays on the command line; every other option may come from --config.
+  for (CLI::Option* command : {train, sample, interpolate, latent_map, pair_option, data_option, resume})
+    command->configurable(false);
+  const auto config_file = add_config_option(app);
 
   try {
     app.parse(argc, argv);
@@ -157,11 +171,15 @@ CommandLine parse_command_line(int argc, const char* const* argv) {
   } catch (const CLI::CallForVersion&) {
     fmt::print("{}\n", app.version());
     result.exit_code = 0;
+  } catch (const CLI::FileError&) {  // only --config reads a file while parsing
+    usage_error(fmt::format("--config {}: cannot read it (no such file, not a file, or no permission)",
+                            app.get_config_ptr()->results().empty() ? "" : app.get_config_ptr()->results().back()));
+    result.exit_code = 2;
   } catch (const CLI::ParseError& e) {
-    usage_error(e.what());
+    usage_error(with_origin(e.what(), *config_file));
     result.exit_code = 2;
   } catch (const UsageError& e) {
-    usage_error(e.what());
+    usage_error(with_origin(e.what(), *config_file));
     result.exit_code = 2;
   }
   return result;
