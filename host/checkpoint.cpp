@@ -72,7 +72,7 @@ std::string hex64(uint64_t value) { return fmt::format("{:016x}", value); }
 json metadata_of(const Checkpoint& c) {
   const TrainConfig& t = c.config;
   const DataIdentity& d = *c.data;
-  return json{{"format", kFormatName},
+  json metadata{{"format", kFormatName},
               {"format_version", std::to_string(kCheckpointFormatVersion)},
               {"input", std::to_string(t.model.input)},
               {"hidden", fmt::format("{}", fmt::join(t.model.hidden, ","))},
@@ -92,6 +92,13 @@ json metadata_of(const Checkpoint& c) {
               {"adam_eps", exact(t.adam.eps)},
               {"weight_decay", exact(t.adam.weight_decay)},
               {"adamw", t.adam.decoupled ? "1" : "0"},
+              {"lr_schedule", t.lr_schedule == LrSchedule::kPlateau ? "plateau" : "constant"},
+              {"plateau_factor", exact(t.plateau.factor)},
+              {"plateau_patience", std::to_string(t.plateau.patience)},
+              {"plateau_threshold", exact(t.plateau.threshold)},
+              {"plateau_cooldown", std::to_string(t.plateau.cooldown)},
+              {"plateau_min_lr", exact(t.plateau.min_lr)},
+              {"plateau_eps", exact(t.plateau.eps)},
               {"step", std::to_string(c.state.step)},
               {"epoch", std::to_string(c.position.epoch)},
               {"batch_in_epoch", std::to_string(c.position.batch)},
@@ -102,6 +109,14 @@ json metadata_of(const Checkpoint& c) {
               {"train_count", std::to_string(d.count)},
               {"train_images_xxh3", hex64(d.images_xxh3)},
               {"train_labels_xxh3", hex64(d.labels_xxh3)}};
+  if (c.plateau) {
+    metadata["plateau_best"] = exact(c.plateau->best);
+    metadata["plateau_num_bad_epochs"] = std::to_string(c.plateau->num_bad_epochs);
+    metadata["plateau_cooldown_counter"] = std::to_string(c.plateau->cooldown_counter);
+    metadata["plateau_last_epoch"] = std::to_string(c.plateau->last_epoch);
+    metadata["plateau_lr"] = exact(c.plateau->lr);
+  }
+  return metadata;
 }
 
 // Reads a file whole; the sizes involved are a few MB.
@@ -189,6 +204,30 @@ Checkpoint config_from(const fs::path& file, const json& metadata) {
     t.model.batch_norm = m.number<int>("batch_norm") != 0;
     t.model.encoder_output = m.number<int>("encoder_output");
     t.model.alpha = static_cast<float>(m.number<double>("alpha"));
+    const std::string schedule = m.text("lr_schedule");
+    if (schedule != "constant" && schedule != "plateau")
+      m.fail(fmt::format("__metadata__ lr_schedule \"{}\" is not constant or plateau", plain_for_message(schedule)));
+    t.lr_schedule = schedule == "plateau" ? LrSchedule::kPlateau : LrSchedule::kConstant;
+    t.plateau.factor = m.number<double>("plateau_factor");
+    t.plateau.patience = m.number<int>("plateau_patience");
+    t.plateau.threshold = m.number<double>("plateau_threshold");
+    t.plateau.cooldown = m.number<int>("plateau_cooldown");
+    t.plateau.min_lr = m.number<double>("plateau_min_lr");
+    t.plateau.eps = m.number<double>("plateau_eps");
+    if (t.lr_schedule == LrSchedule::kPlateau) {
+      PlateauState p;
+      p.best = m.number<double>("plateau_best");
+      p.num_bad_epochs = m.number<int>("plateau_num_bad_epochs");
+      p.cooldown_counter = m.number<int>("plateau_cooldown_counter");
+      p.last_epoch = m.number<int>("plateau_last_epoch");
+      p.lr = m.number<double>("plateau_lr");
+      try {
+        ReduceLROnPlateau(t.plateau, p);  // refuses a state no schedule reaches
+      } catch (const Error& e) {
+        m.fail(std::string("its learning rate schedule is invalid: ") + e.what());
+      }
+      c.plateau = p;
+    }
   }
   t.seed = m.number<uint64_t>("seed");
   t.batch = m.number<int>("batch");

@@ -6,16 +6,35 @@
 
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <cstdio>
 #include <map>
 
 #include "config_file.hpp"
 #include "vae/error.hpp"
+#include "vae/presets.hpp"
 #include "vae/version.hpp"
 
 namespace vae {
 namespace {
+
+std::string preset_names() {
+  std::vector<std::string> names;
+  for (const Preset& p : presets()) names.push_back(p.name);
+  return fmt::format("{}", fmt::join(names, ", "));
+}
+
+// A preset's flags, each one only where neither the command line nor --config set it: given the
+// value as if typed, so it meets the same conversion and checks.
+void apply_preset(CLI::App& app, const Preset& preset) {
+  for (const auto& [flag, value] : preset.flags) {
+    CLI::Option* option = app.get_option(flag);
+    if (option->count() > 0) continue;
+    option->add_result(*value ? value : "true");
+    option->run_callback();
+  }
+}
 
 // One line, as the README promises: the usage text is 35 lines and would push the error out of view.
 void usage_error(const std::string& what) { fmt::print(stderr, "vae_cuda: {} (see --help)\n", what); }
@@ -73,7 +92,20 @@ CommandLine parse_command_line(int argc, const char* const* argv) {
   number("--checkpoint-every", checkpoint_every, "INT", "Epochs between checkpoints (0: only the final one)");
   number("--epochs", epochs, "INT", "Passes over the training set");
   number("--batch", batch, "INT", "Images per step");
-  number("--lr", lr, "FLOAT", "Adam learning rate");
+  number("--lr", lr, "FLOAT", "Adam learning rate (the initial one under a schedule)");
+  std::string lr_schedule = "constant", plateau_factor = fmt::format("{}", c.plateau.factor),
+              plateau_patience = fmt::format("{}", c.plateau.patience),
+              plateau_threshold = fmt::format("{}", c.plateau.threshold),
+              plateau_cooldown = fmt::format("{}", c.plateau.cooldown), min_lr = fmt::format("{}", c.plateau.min_lr);
+  app.add_option("--lr-schedule", lr_schedule,
+                 "constant, or plateau: ReduceLROnPlateau on the test loss after each epoch (PyTorch's semantics)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"constant", "plateau"}));
+  number("--plateau-factor", plateau_factor, "FLOAT", "plateau: lr *= factor on a reduction, in (0, 1)");
+  number("--plateau-patience", plateau_patience, "INT", "plateau: epochs without improvement before a reduction");
+  number("--plateau-threshold", plateau_threshold, "FLOAT", "plateau: relative improvement that counts, in [0, 1)");
+  number("--plateau-cooldown", plateau_cooldown, "INT", "plateau: epochs after a reduction that are not counted");
+  number("--min-lr", min_lr, "FLOAT", "plateau: the learning rate's floor");
   app.add_option("--hidden", hidden, "Encoder widths, comma-separated (decoder mirrors them)")
       ->type_name("INT,...")
       ->capture_default_str();
@@ -112,6 +144,13 @@ CommandLine parse_command_line(int argc, const char* const* argv) {
       ->capture_default_str();
   bool no_progress = false;
   app.add_flag("--no-progress", no_progress, "No progress bar, even on a terminal");
+  std::string preset;
+  std::string preset_help = "Defaults of a named run, below --config and the command line:";
+  for (const Preset& p : presets()) preset_help += fmt::format("\n  {}: {}", p.name, p.summary);
+  auto* preset_option =
+      app.add_option("--preset", preset, preset_help)->option_text("NAME")->check([](const std::string& name) {
+        return find_preset(name) ? std::string() : fmt::format("'{}' is not a preset ({})", name, preset_names());
+      });
   // What to do and on what stays on the command line; every other option may come from --config.
   for (CLI::Option* command : {train, sample, interpolate, latent_map, pair_option, data_option, resume})
     command->configurable(false);
@@ -141,8 +180,10 @@ CommandLine parse_command_line(int argc, const char* const* argv) {
     if (c.allow_data_change && !resume->count()) throw UsageError("--allow-data-change goes with --resume");
     for (const char* flag : {"--batch", "--lr", "--hidden", "--latent", "--beta", "--seed", "--weight-decay", "--adamw",
                              "--activation", "--negative-slope", "--batch-norm", "--encoder-output", "--likelihood",
-                             "--alpha"})
+                             "--alpha", "--lr-schedule", "--plateau-factor", "--plateau-patience",
+                             "--plateau-threshold", "--plateau-cooldown", "--min-lr"})
       if (app.count(flag) > 0) result.explicit_model_flags.push_back(flag);
+    if (preset_option->count()) apply_preset(app, *find_preset(preset));
     c.checkpoint_every = parse_integer_flag("--checkpoint-every", checkpoint_every, limits::kCheckpointEvery);
     c.epochs = parse_integer_flag("--epochs", epochs, limits::kEpochs);
     c.batch = parse_integer_flag("--batch", batch, limits::kWidth);
@@ -157,6 +198,12 @@ CommandLine parse_command_line(int argc, const char* const* argv) {
     c.model.alpha = parse_float_flag("--alpha", alpha, limits::kAlpha);
     c.seed = parse_integer_flag("--seed", seed, limits::kSeed);
     c.adam.weight_decay = parse_real_flag("--weight-decay", weight_decay, limits::kWeightDecay);
+    c.lr_schedule = lr_schedule == "plateau" ? LrSchedule::kPlateau : LrSchedule::kConstant;
+    c.plateau.factor = parse_real_flag("--plateau-factor", plateau_factor, limits::kPlateauFactor);
+    c.plateau.patience = parse_integer_flag("--plateau-patience", plateau_patience, limits::kPlateauPatience);
+    c.plateau.threshold = parse_real_flag("--plateau-threshold", plateau_threshold, limits::kPlateauThreshold);
+    c.plateau.cooldown = parse_integer_flag("--plateau-cooldown", plateau_cooldown, limits::kPlateauCooldown);
+    c.plateau.min_lr = parse_real_flag("--min-lr", min_lr, limits::kMinLr);
     static const std::map<std::string, DeviceChoice> kDevices = {
         {"auto", DeviceChoice::kAuto}, {"cpu", DeviceChoice::kCpu}, {"cuda", DeviceChoice::kCuda}};
     c.device = kDevices.at(device);

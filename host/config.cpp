@@ -79,9 +79,18 @@ void validate(const TrainConfig& config) {
   check_range("--beta", static_cast<double>(m.beta), limits::kBeta);
   check_range("--epochs", config.epochs, limits::kEpochs);
   check_range("--batch", config.batch, limits::kWidth);
+  if (m.batch_norm && config.batch < 2)
+    throw UsageError("--batch: BatchNorm1d normalises by the batch's statistics, which needs at least 2 images");
   check_range("--checkpoint-every", config.checkpoint_every, limits::kCheckpointEvery);
   check_range("--weight-decay", config.adam.weight_decay, limits::kWeightDecay);
   check_range("--lr", config.adam.lr, limits::kLr);
+  check_range("--plateau-factor", config.plateau.factor, limits::kPlateauFactor);
+  if (config.plateau.factor == 1.0) throw UsageError("--plateau-factor: 1 would never lower the learning rate; below 1");
+  check_range("--plateau-patience", config.plateau.patience, limits::kPlateauPatience);
+  check_range("--plateau-threshold", config.plateau.threshold, limits::kPlateauThreshold);
+  if (config.plateau.threshold == 1.0) throw UsageError("--plateau-threshold: 1 would make improvement impossible; below 1");
+  check_range("--plateau-cooldown", config.plateau.cooldown, limits::kPlateauCooldown);
+  check_range("--min-lr", config.plateau.min_lr, limits::kMinLr);
 }
 
 }  // namespace vae

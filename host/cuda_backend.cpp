@@ -320,6 +320,16 @@ double CudaBackend::evaluate(const MnistSplit& split, int epoch) {
   return (host[0] + config_.model.beta * host[1]) / count;
 }
 
+// The learning rate is an argument of the step's first launch, so the captured graphs hold the old
+// one: they are dropped (after the device has finished with them) and captured again on next use.
+void CudaBackend::set_learning_rate(double lr) {
+  if (lr == config_.adam.lr) return;
+  config_.adam.lr = lr;
+  VAE_CUDA_CHECK(cudaStreamSynchronize(compute_));
+  for (auto& [key, graph] : graphs_) VAE_CUDA_CHECK(cudaGraphExecDestroy(graph));
+  graphs_.clear();
+}
+
 std::vector<float> CudaBackend::parameters() {
   std::vector<float> host(params_.size());
   VAE_CUDA_CHECK(cudaMemcpyAsync(host.data(), params_.data(), host.size() * sizeof(float), cudaMemcpyDeviceToHost,

@@ -36,8 +36,8 @@ int MetricsFile::carry_history(const std::filesystem::path& history, int first_e
 }
 
 void MetricsFile::add(const EpochStats& s) {
-  rows_ += fmt::format("{},{},{:.6f},{:.6f},{:.6f},{:.6f},{:.1f},{:.3f}\n", s.epoch, s.step, s.train_loss, s.train_reconstruction,
-                       s.train_kl, s.test_loss, s.images_per_second, s.seconds);
+  rows_ += fmt::format("{},{},{:.6f},{:.6f},{:.6f},{:.6f},{:.1f},{:.3f},{}\n", s.epoch, s.step, s.train_loss,
+                       s.train_reconstruction, s.train_kl, s.test_loss, s.images_per_second, s.seconds, s.lr);
   save();
 }
 

@@ -12,7 +12,7 @@ namespace vae {
 
 class MetricsFile {
  public:
-  static constexpr const char* kHeader = "epoch,step,train_loss,reconstruction,kl,test_loss,images_per_s,seconds";
+  static constexpr const char* kHeader = "epoch,step,train_loss,reconstruction,kl,test_loss,images_per_s,seconds,lr";
 
   // Nothing is written until save() or add(), so a run that fails at once leaves --out's file alone.
   explicit MetricsFile(std::filesystem::path path) : path_(std::move(path)) {}

@@ -73,6 +73,12 @@ TrainConfig resumed_config(const TrainConfig& flags, const Checkpoint& checkpoin
     if (flag == "--encoder-output") return flags.model.encoder_output != saved.model.encoder_output;
     if (flag == "--likelihood") return flags.model.likelihood != saved.model.likelihood;
     if (flag == "--alpha") return flags.model.alpha != saved.model.alpha;
+    if (flag == "--lr-schedule") return flags.lr_schedule != saved.lr_schedule;
+    if (flag == "--plateau-factor") return flags.plateau.factor != saved.plateau.factor;
+    if (flag == "--plateau-patience") return flags.plateau.patience != saved.plateau.patience;
+    if (flag == "--plateau-threshold") return flags.plateau.threshold != saved.plateau.threshold;
+    if (flag == "--plateau-cooldown") return flags.plateau.cooldown != saved.plateau.cooldown;
+    if (flag == "--min-lr") return flags.plateau.min_lr != saved.plateau.min_lr;
     if (flag == "--weight-decay") return flags.adam.weight_decay != saved.adam.weight_decay;
     return flags.adam.decoupled != saved.adam.decoupled;  // --adamw
   };
@@ -85,6 +91,8 @@ TrainConfig resumed_config(const TrainConfig& flags, const Checkpoint& checkpoin
   run.seed = saved.seed;
   run.batch = saved.batch;
   run.adam = saved.adam;
+  run.lr_schedule = saved.lr_schedule;
+  run.plateau = saved.plateau;
   return run;
 }
 
@@ -182,8 +190,14 @@ int run_train(const TrainConfig& flags, const std::vector<std::string>& explicit
              data.train.rows, data.train.cols);
   const std::string decay = run.adam.weight_decay == 0.0 ? std::string()
                             : fmt::format(" weight decay {}{}", run.adam.weight_decay, run.adam.decoupled ? " (AdamW)" : "");
-  fmt::print("{}, batch {}, Adam lr {}{}, seed {}\n", describe_model(run.model, make_layout(run.model).parameter_count()),
-             run.batch, run.adam.lr, decay, run.seed);
+  const std::string schedule =
+      run.lr_schedule == LrSchedule::kConstant
+          ? ""
+          : fmt::format(" (ReduceLROnPlateau on the test loss: factor {}, patience {})", run.plateau.factor,
+                        run.plateau.patience);
+  fmt::print("{}, batch {}, Adam lr {}{}{}, seed {}\n",
+             describe_model(run.model, make_layout(run.model).parameter_count()), run.batch, run.adam.lr, schedule,
+             decay, run.seed);
   const DataPosition recorded = resume_from.position;  // where the checkpoint's metrics history ends
   if (!flags.resume_from.empty()) {
     resume_from.position = resume_position(resume_from, trainer.data_identity(), flags);
@@ -222,8 +236,9 @@ int run_train(const TrainConfig& flags, const std::vector<std::string>& explicit
                  s.epoch, checkpoint_path.string(), checkpoint_path.string());
       return 0;
     }
-    fmt::print("{}  train {:8.3f}  test {:8.3f}  recon {:8.3f}  kl {:7.3f}  {:9.0f} img/s  {:6.2f} s\n", label,
-               s.train_loss, s.test_loss, s.train_reconstruction, s.train_kl, s.images_per_second, s.seconds);
+    const std::string lr = run.lr_schedule == LrSchedule::kConstant ? "" : fmt::format("  lr {:.3g}", s.lr);
+    fmt::print("{}  train {:8.3f}  test {:8.3f}  recon {:8.3f}  kl {:7.3f}  {:9.0f} img/s  {:6.2f} s{}\n", label,
+               s.train_loss, s.test_loss, s.train_reconstruction, s.train_kl, s.images_per_second, s.seconds, lr);
     std::fflush(stdout);
     metrics.add(s);
     const TrainingState state = trainer.backend().state();

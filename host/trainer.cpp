@@ -19,6 +19,12 @@ Trainer::Trainer(const TrainConfig& config, const MnistSplit& train, const Mnist
   if (train.image_size() != config.model.input || test.image_size() != config.model.input)
     throw Error("images have " + std::to_string(train.image_size()) + " pixels but the model expects " +
                 std::to_string(config.model.input));
+  if (config.model.batch_norm && train.count % config.batch == 1)
+    throw Error(fmt::format("BatchNorm1d needs at least 2 images per batch, and {} training images in batches of {} "
+                            "leave 1 for the last; choose another --batch",
+                            train.count, config.batch));
+  lr_ = config.adam.lr;
+  if (config.lr_schedule == LrSchedule::kPlateau) plateau_.emplace(config.plateau, config.adam.lr);
   const bool resident = config.data == DataPlacement::kResident && backend_->use_resident_data(train);
   if (!resident) {
     const size_t slot_bytes = static_cast<size_t>(config.batch) * train.image_size();
@@ -36,7 +42,14 @@ void Trainer::resume(const Checkpoint& checkpoint) {
     throw Error(fmt::format("resume: the checkpoint stands at batch {} of epoch {}, past the end of an epoch of {} "
                             "batches of this training data",
                             at.batch, at.epoch, spans.size()));
+  if (plateau_.has_value() != checkpoint.plateau.has_value())
+    throw Error("resume: the checkpoint's learning rate schedule is not this run's");
   backend_->restore(checkpoint.state);
+  if (checkpoint.plateau) {
+    plateau_.emplace(config_.plateau, *checkpoint.plateau);
+    lr_ = plateau_->lr();
+    backend_->set_learning_rate(lr_);
+  }
   resume_at_ = checkpoint.position;
   epoch_ = checkpoint.position.epoch - 1;
 }
@@ -53,6 +66,7 @@ Checkpoint Trainer::checkpoint() {
   c.position = position();
   c.state = backend_->state();
   c.data = data_;
+  if (plateau_) c.plateau = plateau_->state();
   return c;
 }
 
@@ -128,12 +142,17 @@ EpochStats Trainer::train_epoch(const std::function<void(int, int, double)>& on_
   stats.train_reconstruction = sums.reconstruction / images;
   stats.train_kl = sums.kl / images;
   stats.train_loss = stats.train_reconstruction + config_.model.beta * stats.train_kl;
+  stats.lr = lr_;
   if (interrupted) {
     stats.interrupted = true;
     return stats;
   }
   epoch_finished_ = true;
   stats.test_loss = backend_->evaluate(test_, epoch_);
+  if (plateau_) {  // ReduceLROnPlateau on the validation loss, as the seed's training does
+    lr_ = plateau_->step(stats.test_loss);
+    backend_->set_learning_rate(lr_);
+  }
   return stats;
 }
 

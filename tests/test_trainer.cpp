@@ -136,6 +136,7 @@ class DeviceLikeBackend : public TrainingBackend {
     return inner_.take_snapshot();
   }
   double evaluate(const MnistSplit& split, int epoch) override { return inner_.evaluate(split, epoch); }
+  void set_learning_rate(double lr) override { inner_.set_learning_rate(lr); }
   std::vector<float> parameters() override { return inner_.parameters(); }
   long long step() const override { return inner_.step(); }
   TrainingState state() override { return inner_.state(); }

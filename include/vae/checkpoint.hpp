@@ -34,12 +34,15 @@ struct Checkpoint {
   // The training data: its image shape, count and fingerprints. Every checkpoint written has it;
   // one read from a version-1 file (before it was recorded) does not.
   std::optional<DataIdentity> data;
+  // ReduceLROnPlateau's state when config.lr_schedule is kPlateau (the lr Adam uses now is its lr).
+  std::optional<PlateauState> plateau;
 };
 
 // Version 2 added the training data's identity (image_rows, image_cols, train_count,
 // train_images_xxh3, train_labels_xxh3). Version 3 added the model options (activation,
 // negative_slope, batch_norm, encoder_output, likelihood, alpha), BatchNorm's tensors, and
-// epoch_reconstruction in place of epoch_bce. Versions 1 and 2 still read, as the default model.
+// epoch_reconstruction in place of epoch_bce, and the learning rate schedule (lr_schedule, the
+// plateau_* settings and, for plateau, its state). Versions 1 and 2 still read, as the default model.
 inline constexpr int kCheckpointFormatVersion = 3;
 inline constexpr int kOldestCheckpointFormatVersion = 1;
 

@@ -9,6 +9,7 @@
 
 #include "vae/element_math.hpp"
 #include "vae/flag_values.hpp"
+#include "vae/lr_scheduler.hpp"
 #include "vae/precision.hpp"
 
 namespace vae {
@@ -48,6 +49,9 @@ inline double loss_gradient_scale(const ModelConfig& model, int rows) {
 
 enum class DeviceChoice { kAuto, kCpu, kCuda };
 
+// The learning rate over epochs: Adam's lr throughout, or ReduceLROnPlateau on the test loss.
+enum class LrSchedule { kConstant, kPlateau };
+
 // Where the training images live during an epoch: streamed from host memory batch by batch, or
 // resident on the device (gathered there) for comparison.
 enum class DataPlacement { kStreamed, kResident };
@@ -58,7 +62,9 @@ struct TrainConfig {
   std::string out_dir = "out";  // metrics.csv, images and checkpoint.safetensors
   int epochs = 10;
   int batch = 128;
-  AdamHyper adam;
+  AdamHyper adam;  // adam.lr is the initial learning rate
+  LrSchedule lr_schedule = LrSchedule::kConstant;
+  PlateauHyper plateau;  // with kPlateau
   uint64_t seed = 1;
   DeviceChoice device = DeviceChoice::kAuto;
   Precision precision = Precision::kFp32;  // the CUDA backend's; the reference is always FP32
@@ -85,6 +91,12 @@ inline constexpr RealRange kWeightDecay{0.0, 1.0};
 inline constexpr RealRange kNegativeSlope{0.0, 1.0};  // >= 0 keeps LeakyReLU's sign, which its backward relies on
 inline constexpr RealRange kAlpha{0.0, 1e6, true};
 inline constexpr IntegerRange<int> kHiddenLayers{1, 64};
+// ReduceLROnPlateau's factor in (0, 1) and threshold in [0, 1): the open upper ends are checked apart.
+inline constexpr RealRange kPlateauFactor{0.0, 1.0, true};
+inline constexpr IntegerRange<int> kPlateauPatience{0, 1'000'000};
+inline constexpr RealRange kPlateauThreshold{0.0, 1.0};
+inline constexpr IntegerRange<int> kPlateauCooldown{0, 1'000'000};
+inline constexpr RealRange kMinLr{0.0, 10.0};
 inline constexpr IntegerRange<int> kEncoderOutput{0, kMaxWidth};  // 0: no such layer
 }  // namespace limits
 

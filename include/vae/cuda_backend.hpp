@@ -44,6 +44,7 @@ class CudaBackend : public TrainingBackend {
   void request_snapshot() override;
   std::optional<Snapshot> take_snapshot() override;
   double evaluate(const MnistSplit& split, int epoch) override;
+  void set_learning_rate(double lr) override;
   std::vector<float> parameters() override;
   long long step() const override { return steps_enqueued_; }
   TrainingState state() override;

@@ -30,6 +30,7 @@ class ReferenceBackend : public TrainingBackend {
   void request_snapshot() override;
   std::optional<Snapshot> take_snapshot() override { return std::exchange(snapshot_, std::nullopt); }
   double evaluate(const MnistSplit& split, int epoch) override;
+  void set_learning_rate(double lr) override { config_.adam.lr = lr; }
   std::vector<float> parameters() override { return params_; }
   long long step() const override { return step_; }
   TrainingState state() override;

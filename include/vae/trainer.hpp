@@ -16,6 +16,7 @@
 #include "vae/data_identity.hpp"
 #include "vae/error.hpp"
 #include "vae/idx.hpp"
+#include "vae/lr_scheduler.hpp"
 #include "vae/training_backend.hpp"
 
 namespace vae {
@@ -27,6 +28,7 @@ struct EpochStats {
   double train_reconstruction = 0;   // per image
   double train_kl = 0;    // per image
   double test_loss = 0;   // per image, z sampled as in training
+  double lr = 0;          // Adam's learning rate during the epoch
   double images_per_second = 0;
   double seconds = 0;        // wall time of the epoch's training, device work included, evaluation excluded
   bool interrupted = false;  // stopped on request before the epoch's end: no evaluation, no test loss
@@ -54,7 +56,8 @@ class Trainer {
   // Asked after every step; once it returns true the epoch ends after that step, interrupted.
   void set_stop_request(std::function<bool()> should_stop) { should_stop_ = std::move(should_stop); }
 
-  // Continues from a checkpoint taken by this config: the backend's state and the data position.
+  // Continues from a checkpoint taken by this config: the backend's state, the data position and
+  // the learning rate schedule's state.
   // A mid-epoch position on other data than the checkpoint records (or past this epoch's end) is a
   // vae::Error; the caller checks the data first, to name the files (train_command.cpp).
   void resume(const Checkpoint& checkpoint);
@@ -86,6 +89,8 @@ class Trainer {
   int batches_done_ = 0;      // of epoch_
   bool epoch_finished_ = true;
   std::optional<DataPosition> resume_at_;  // set by resume(), used by the next train_epoch
+  std::optional<ReduceLROnPlateau> plateau_;  // with --lr-schedule plateau
+  double lr_ = 0;                             // Adam's learning rate now
 };
 
 }  // namespace vae

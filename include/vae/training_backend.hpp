@@ -58,6 +58,9 @@ class TrainingBackend {
   // Mean loss per image (reconstruction + beta * KL) over the split, ε keyed by the epoch.
   virtual double evaluate(const MnistSplit& split, int epoch) = 0;
 
+  // Adam's learning rate from the next step on (a schedule's doing, between epochs).
+  virtual void set_learning_rate(double lr) = 0;
+
   // The flat parameter buffer (ParamLayout order) and the number of steps taken.
   virtual std::vector<float> parameters() = 0;
   virtual long long step() const = 0;

@@ -35,17 +35,22 @@ std::vector<float> training_noise(uint64_t seed, int steps, int rows, int latent
   return eps;
 }
 
-// Step 1 at the initial weights, straight from ReferenceVae: loss sums and dL/dparams of bce + beta * kl.
+// Step 1 at the initial weights, straight from ReferenceVae in training mode: loss sums, dL/dparams
+// of the loss trained on (reconstruction + beta * kl, times loss_gradient_scale) and BatchNorm's
+// running statistics after the step.
 // Also checks that the model drew the very ε handed to PyTorch: z must equal μ + exp(½ log σ²) ε to a
 // few ulps (vae_core may be compiled to fuse the multiply-add, this file not), where a different draw
 // would be off by about σ; otherwise the comparison downstream would test the noise, not the gradients.
 TensorFile step_one(const TrainConfig& config, const std::vector<uint8_t>& pixels, const std::vector<float>& params,
-                    const float* eps) {
+                    const std::vector<float>& running_stats, const float* eps) {
   const ModelConfig& model = config.model;
   ReferenceVae<float> vae(model, config.batch);
-  std::vector<float> x(pixels.size()), grads(params.size(), 0.0f);
-  std::transform(pixels.begin(), pixels.end(), x.begin(), [](uint8_t p) { return static_cast<float>(p) / 255.0f; });
-  const LossSums loss = vae.run(config.batch, x.data(), config.seed, train_stream(1), params.data(), grads.data());
+  std::vector<float> x(pixels.size()), grads(params.size(), 0.0f), running = running_stats;
+  const bool signed_data = model.likelihood == Likelihood::kGaussian;
+  std::transform(pixels.begin(), pixels.end(), x.begin(),
+                 [&](uint8_t p) { return signed_data ? pixel_to_signed(p) : pixel_to_unit(p); });
+  const LossSums loss = vae.run(config.batch, x.data(), config.seed, train_stream(1), params.data(), grads.data(),
+                                running.data());
 
   for (int r = 0; r < config.batch; ++r)
     for (int j = 0; j < model.latent; ++j) {
@@ -62,12 +67,14 @@ TensorFile step_one(const TrainConfig& config, const std::vector<uint8_t>& pixel
   file.add("loss.kl", {}, &loss.kl);
   file.add("loss.total", {}, &total);
   for (const NamedTensor& t : parameter_tensors(model)) file.add(t.name, t.shape, grads.data() + t.offset);
+  // BatchNorm's running statistics after this one training-mode forward.
+  for (const NamedTensor& t : running_stat_tensors(model)) file.add(t.name, t.shape, running.data() + t.offset);
   return file;
 }
 
 int run(int argc, char** argv) {
   TrainConfig config;
-  std::string hidden = "400", out_dir;
+  std::string hidden = "400", out_dir, likelihood = "bernoulli", activation = "relu";
   int steps = 50;
   CLI::App app{"parity_dump: the reference backend's initial weights, batch, noise, step-1 gradients and "
                "weights after N Adam steps, as safetensors for tests/parity/parity.py"};
@@ -75,12 +82,21 @@ int run(int argc, char** argv) {
   app.add_option("--latent", config.model.latent)->capture_default_str();
   app.add_option("--seed", config.seed)->capture_default_str();
   app.add_option("--batch", config.batch)->capture_default_str();
+  app.add_option("--lr", config.adam.lr)->capture_default_str();
+  app.add_flag("--batch-norm", config.model.batch_norm);
+  app.add_option("--activation", activation)->capture_default_str();
+  app.add_option("--negative-slope", config.model.negative_slope)->capture_default_str();
+  app.add_option("--encoder-output", config.model.encoder_output)->capture_default_str();
+  app.add_option("--likelihood", likelihood)->capture_default_str();
+  app.add_option("--alpha", config.model.alpha)->capture_default_str();
   app.add_option("--steps", steps, "Adam steps, each on the same batch")->capture_default_str()->check(CLI::Range(1, 100000));
   app.add_option("--data", config.data_dir, "MNIST-format directory")->required();
   app.add_option("--out", out_dir, "Directory for the .safetensors files")->required();
   CLI11_PARSE(app, argc, argv);
 
   config.model.hidden = parse_widths(hidden);
+  if (!parse_activation(activation, config.model.activation) || !parse_likelihood(likelihood, config.model.likelihood))
+    throw Error(fmt::format("parity_dump: unknown --activation {} or --likelihood {}", activation, likelihood));
   validate(config);
   const MnistData data = load_mnist_dir(config.data_dir);
   config.model.input = data.train.image_size();
@@ -105,7 +121,7 @@ int run(int argc, char** argv) {
   ReferenceBackend backend(config);
   const TrainingState initial = backend.state();
   write_checkpoint(out / "initial.safetensors", Checkpoint{config, initial, DataPosition{}, identify_training_data(data.train)});
-  step_one(config, pixels, initial.params, eps.data()).write(out / "step1.safetensors");
+  step_one(config, pixels, initial.params, initial.running_stats, eps.data()).write(out / "step1.safetensors");
 
   // The same batch every step: the trajectory then depends on the optimiser and the noise alone.
   std::vector<double> losses;
