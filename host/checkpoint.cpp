@@ -147,6 +147,12 @@ class MetadataReader {
       fail(fmt::format("__metadata__ \"{}\" = \"{}\" is not a number", key, s));
     return value;
   }
+  // "0" or "1", as metadata_of writes a yes/no setting.
+  bool flag(const char* key) const {
+    const std::string s = text(key);
+    if (s != "0" && s != "1") fail(fmt::format("__metadata__ \"{}\" = \"{}\" is not 0 or 1", key, plain_for_message(s)));
+    return s == "1";
+  }
   // Exactly 16 hex digits, as hex64 writes them.
   uint64_t hex64(const char* key) const {
     const std::string s = text(key);
@@ -177,6 +183,26 @@ DataIdentity data_identity_from(const MetadataReader& m, int input) {
   return d;
 }
 
+// ReduceLROnPlateau's eps, which no flag sets, and its state: values no schedule reaches, each named
+// by its key. The settings the flags share were checked by validate() and name the flag.
+void check_plateau(const MetadataReader& m, const PlateauHyper& hyper, const std::optional<PlateauState>& state) {
+  auto require = [&](bool ok, const char* key, const char* what) {
+    if (!ok) m.fail(fmt::format("__metadata__ \"{}\" = \"{}\" {}", key, m.text(key), what));
+  };
+  require(hyper.eps >= 0.0 && std::isfinite(hyper.eps), "plateau_eps", "is not a finite number >= 0");
+  if (!state) return;
+  require(!std::isnan(state->best), "plateau_best", "is not a number a test loss can have been");
+  require(state->num_bad_epochs >= 0, "plateau_num_bad_epochs", "is negative");
+  require(state->cooldown_counter >= 0, "plateau_cooldown_counter", "is negative");
+  require(state->last_epoch >= 0, "plateau_last_epoch", "is negative");
+  require(state->lr > 0.0 && std::isfinite(state->lr), "plateau_lr", "is not a learning rate (finite, > 0)");
+  try {
+    ReduceLROnPlateau(hyper, *state);  // anything the schedule's own checks add
+  } catch (const Error& e) {
+    m.fail(std::string("its learning rate schedule is invalid: ") + e.what());
+  }
+}
+
 Checkpoint config_from(const fs::path& file, const json& metadata) {
   const MetadataReader m(file, metadata);
   if (m.text("format") != kFormatName) m.fail("not a vae_cuda checkpoint (__metadata__ format is not \"vae_cuda\")");
@@ -201,7 +227,7 @@ Checkpoint config_from(const fs::path& file, const json& metadata) {
     if (!parse_likelihood(likelihood, t.model.likelihood))
       m.fail(fmt::format("__metadata__ likelihood \"{}\" is not bernoulli or gaussian", plain_for_message(likelihood)));
     t.model.negative_slope = static_cast<float>(m.number<double>("negative_slope"));
-    t.model.batch_norm = m.number<int>("batch_norm") != 0;
+    t.model.batch_norm = m.flag("batch_norm");
     t.model.encoder_output = m.number<int>("encoder_output");
     t.model.alpha = static_cast<float>(m.number<double>("alpha"));
     const std::string schedule = m.text("lr_schedule");
@@ -221,12 +247,7 @@ Checkpoint config_from(const fs::path& file, const json& metadata) {
       p.cooldown_counter = m.number<int>("plateau_cooldown_counter");
       p.last_epoch = m.number<int>("plateau_last_epoch");
       p.lr = m.number<double>("plateau_lr");
-      try {
-        ReduceLROnPlateau(t.plateau, p);  // refuses a state no schedule reaches
-      } catch (const Error& e) {
-        m.fail(std::string("its learning rate schedule is invalid: ") + e.what());
-      }
-      c.plateau = p;
+      c.plateau = p;  // checked below, after the settings it goes with
     }
   }
   t.seed = m.number<uint64_t>("seed");
@@ -236,7 +257,7 @@ Checkpoint config_from(const fs::path& file, const json& metadata) {
   t.adam.beta2 = m.number<double>("adam_beta2");
   t.adam.eps = m.number<double>("adam_eps");
   t.adam.weight_decay = m.number<double>("weight_decay");
-  t.adam.decoupled = m.number<int>("adamw") != 0;
+  t.adam.decoupled = m.flag("adamw");
   c.state.step = m.number<long long>("step");
   c.position.epoch = m.number<int>("epoch");
   c.position.batch = m.number<int>("batch_in_epoch");
@@ -247,6 +268,7 @@ Checkpoint config_from(const fs::path& file, const json& metadata) {
   } catch (const Error& e) {
     m.fail(std::string("its config is invalid: ") + e.what());
   }
+  if (version >= 3) check_plateau(m, t.plateau, c.plateau);
   if (t.model.input < 1 || t.model.input > (1 << 20)) m.fail(fmt::format("input width {} is out of range", t.model.input));
   if (c.state.step < 0 || c.position.epoch < 1 || c.position.batch < 0)
     m.fail("step, epoch or batch_in_epoch is negative or zero where it cannot be");

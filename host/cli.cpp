@@ -39,11 +39,12 @@ void apply_preset(CLI::App& app, const Preset& preset) {
 // One line, as the README promises: the usage text is 35 lines and would push the error out of view.
 void usage_error(const std::string& what) { fmt::print(stderr, "vae_cuda: {} (see --help)\n", what); }
 
-// "--flag: ..." about a value that came from --config's file says where it was written.
+// A message that starts with a flag ("--flag: ..." or "--flag goes with ...") about a value that came
+// from --config's file says where it was written.
 std::string with_origin(std::string what, const ConfigFile& config) {
-  const size_t colon = what.find(':');
-  if (what.rfind("--", 0) == 0 && colon != std::string::npos)
-    if (const auto origin = config.origin(what.substr(0, colon))) what += fmt::format(" (from {})", *origin);
+  const size_t end = what.find_first_of(": ");
+  if (what.rfind("--", 0) == 0 && end != std::string::npos)
+    if (const auto origin = config.origin(what.substr(0, end))) what += fmt::format(" (from {})", *origin);
   return what;
 }
 

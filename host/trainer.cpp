@@ -19,6 +19,8 @@ Trainer::Trainer(const TrainConfig& config, const MnistSplit& train, const Mnist
   if (train.image_size() != config.model.input || test.image_size() != config.model.input)
     throw Error("images have " + std::to_string(train.image_size()) + " pixels but the model expects " +
                 std::to_string(config.model.input));
+  if (config.model.batch_norm && config.batch < 2)
+    throw Error(fmt::format("BatchNorm1d needs at least 2 images per batch, and --batch is {}", config.batch));
   if (config.model.batch_norm && train.count % config.batch == 1)
     throw Error(fmt::format("BatchNorm1d needs at least 2 images per batch, and {} training images in batches of {} "
                             "leave 1 for the last; choose another --batch",

@@ -92,6 +92,71 @@ TEST(Cli, BadFlagsAndValuesExitTwoWithOneLine) {
   }
 }
 
+// The seed model's flags: each bad value is one line naming the flag it is about.
+TEST(Cli, SeedModelFlagsBadValuesNameTheFlag) {
+  std::string many_layers = "1";
+  for (int i = 1; i < 65; ++i) many_layers += ",1";  // 65 hidden layers, one more than allowed
+  const std::pair<std::string, const char*> bad[] = {
+      {"--train d --activation junk", "--activation"},
+      {"--train d --negative-slope -0.1", "--negative-slope"},
+      {"--train d --negative-slope 2", "--negative-slope"},
+      {"--train d --likelihood junk", "--likelihood"},
+      {"--train d --alpha 0", "--alpha"},
+      {"--train d --alpha -1", "--alpha"},
+      {"--train d --encoder-output -1", "--encoder-output"},
+      {"--train d --batch-norm --batch 1", "--batch"},
+      {"--train d --hidden " + many_layers, "--hidden"},
+      {"--train d --lr-schedule plateau --plateau-factor 0", "--plateau-factor"},
+      {"--train d --lr-schedule plateau --plateau-factor 1", "--plateau-factor"},
+      {"--train d --lr-schedule plateau --plateau-factor 1.5", "--plateau-factor"},
+      {"--train d --lr-schedule plateau --plateau-threshold 1", "--plateau-threshold"},
+      {"--train d --lr-schedule junk", "--lr-schedule"},
+      {"--train d --interpolate-z sampled", "--interpolate-z"},
+      {"--sample c --interpolate-z sampled", "--interpolate-z"},
+      {"--interpolate c --data-dir d --pair 1,2 --interpolate-z junk", "--interpolate-z"},
+  };
+  for (const auto& [args, flag] : bad) {
+    const auto r = cli(args);
+    EXPECT_EQ(r.exit_code, 2) << args << "\n" << r.output;
+    EXPECT_EQ(r.output.rfind(std::string("vae_cuda: ") + flag, 0), 0u) << args << "\n" << r.output;
+    EXPECT_THAT(r.output, testing::EndsWith(" (see --help)\n")) << args;
+    EXPECT_EQ(std::count(r.output.begin(), r.output.end(), '\n'), 1) << args << "\n" << r.output;
+  }
+  // At the edges of their ranges the values are taken.
+  const char* argv[] = {"vae_cuda", "--train", "d", "--negative-slope", "0", "--encoder-output", "0",
+                        "--batch-norm", "--batch", "2", "--plateau-threshold", "0", "--plateau-factor", "0.999"};
+  const CommandLine c = parse_command_line(static_cast<int>(std::size(argv)), argv);
+  ASSERT_FALSE(c.exit_code.has_value());
+  EXPECT_EQ(c.config.model.negative_slope, 0.0f);
+  EXPECT_EQ(c.config.batch, 2);
+  EXPECT_EQ(c.config.plateau.factor, 0.999);
+}
+
+TEST(Cli, ParsesTheSeedModelFlagsIntoTheConfig) {
+  const char* argv[] = {"vae_cuda", "--train", "d", "--activation", "leaky_relu", "--negative-slope", "0.25",
+                        "--batch-norm", "--encoder-output", "12", "--likelihood", "gaussian", "--alpha", "8",
+                        "--lr-schedule", "plateau", "--plateau-factor", "0.5", "--plateau-patience", "3",
+                        "--plateau-threshold", "0.01", "--plateau-cooldown", "2", "--min-lr", "1e-5"};
+  const CommandLine c = parse_command_line(static_cast<int>(std::size(argv)), argv);
+  ASSERT_FALSE(c.exit_code.has_value());
+  EXPECT_EQ(c.config.model.activation, Activation::kLeakyReLU);
+  EXPECT_EQ(c.config.model.negative_slope, 0.25f);
+  EXPECT_TRUE(c.config.model.batch_norm);
+  EXPECT_EQ(c.config.model.encoder_output, 12);
+  EXPECT_EQ(c.config.model.likelihood, Likelihood::kGaussian);
+  EXPECT_EQ(c.config.model.alpha, 8.0f);
+  EXPECT_EQ(c.config.lr_schedule, LrSchedule::kPlateau);
+  EXPECT_EQ(c.config.plateau.factor, 0.5);
+  EXPECT_EQ(c.config.plateau.patience, 3);
+  EXPECT_EQ(c.config.plateau.threshold, 0.01);
+  EXPECT_EQ(c.config.plateau.cooldown, 2);
+  EXPECT_EQ(c.config.plateau.min_lr, 1e-5);
+  const char* interpolate[] = {"vae_cuda", "--interpolate", "c", "--data-dir", "d", "--pair", "3,4",
+                               "--interpolate-z", "sampled"};
+  EXPECT_TRUE(parse_command_line(9, interpolate).sampled_ends);
+  EXPECT_FALSE(parse_command_line(7, interpolate).sampled_ends);  // the means, by default
+}
+
 TEST(Cli, ParsesEveryFlagIntoTheConfig) {
   const char* argv[] = {"vae_cuda", "--train", "dir", "--epochs", "3", "--batch", "64", "--lr", "0.002", "--hidden",
                         "512,256", "--latent", "8", "--beta", "0.5", "--seed", "77", "--device", "cpu", "--out", "o",
@@ -169,7 +234,7 @@ TEST(Cli, TinyRunTrainsAndWritesMetrics) {
   ASSERT_TRUE(metrics.good());
   std::string header, line;
   std::getline(metrics, header);
-  EXPECT_EQ(header, "epoch,step,train_loss,reconstruction,kl,test_loss,images_per_s,seconds");
+  EXPECT_EQ(header, "epoch,step,train_loss,reconstruction,kl,test_loss,images_per_s,seconds,lr");
   std::vector<std::string> rows;
   while (std::getline(metrics, line)) rows.push_back(line);
   ASSERT_EQ(rows.size(), 2u);

@@ -175,6 +175,69 @@ TEST(ConfigFile, NumbersMeetTheFlagsOwnChecks) {
   }
 }
 
+// The seed model's settings in a file: the flag's own message, then where the file wrote the value.
+TEST(ConfigFile, SeedModelKeysMeetTheFlagsOwnChecks) {
+  TempDir dir;
+  std::string many_layers = "1";
+  for (int i = 1; i < 65; ++i) many_layers += ",1";
+  const std::pair<std::string, std::string> cases[] = {
+      {"activation = \"junk\"", "--activation junk"},
+      {"negative-slope = -0.1", "--negative-slope -0.1"},
+      {"negative-slope = 2", "--negative-slope 2"},
+      {"likelihood = \"junk\"", "--likelihood junk"},
+      {"alpha = 0", "--alpha 0"},
+      {"alpha = -1", "--alpha -1"},
+      {"encoder-output = -1", "--encoder-output -1"},
+      {"hidden = \"" + many_layers + "\"", "--hidden " + many_layers},
+      {"plateau-factor = 0", "--plateau-factor 0"},
+      {"plateau-factor = 1", "--plateau-factor 1"},
+      {"plateau-factor = 1.5", "--plateau-factor 1.5"},
+      {"plateau-threshold = 1", "--plateau-threshold 1"},
+      {"lr-schedule = \"junk\"", "--lr-schedule junk"},
+  };
+  for (const auto& [line, flag] : cases) {
+    const std::string file = write_file(dir, "n.toml", "# a comment first\n" + line + "\n");
+    const std::string from_flag = usage_error("--train d " + flag);
+    const std::string from_file = usage_error("--train d --config " + file);
+    std::string expected = from_flag;
+    expected.insert(expected.rfind(" (see --help)"), " (from " + file + " line 2)");
+    EXPECT_EQ(from_file, expected) << line;
+  }
+  // Settings wrong only together: the message names the flag whose value the file gave.
+  std::string file = write_file(dir, "bn.toml", "batch-norm = true\nbatch = 1\n");
+  std::string out = usage_error("--train d --config " + file);
+  EXPECT_THAT(out, HasSubstr("vae_cuda: --batch: "));
+  EXPECT_THAT(out, HasSubstr("BatchNorm1d"));
+  EXPECT_THAT(out, HasSubstr("(from " + file + " line 2)"));
+  file = write_file(dir, "iz.toml", "interpolate-z = \"sampled\"\n");
+  out = usage_error("--train d --config " + file);
+  EXPECT_THAT(out, HasSubstr("vae_cuda: --interpolate-z"));
+  EXPECT_THAT(out, HasSubstr("--interpolate"));
+  EXPECT_THAT(out, HasSubstr("(from " + file + " line 1)"));
+  file = write_file(dir, "adc.toml", "epochs = 2\nallow-data-change = true\n");
+  EXPECT_THAT(usage_error("--train d --config " + file),
+              HasSubstr("--allow-data-change goes with --resume (from " + file + " line 2)"));
+  // And the good values arrive as the flags give them.
+  file = write_file(dir, "ok.toml",
+                    "activation = \"leaky_relu\"\nnegative-slope = 0.1\nbatch-norm = true\nencoder-output = 128\n"
+                    "likelihood = \"gaussian\"\nalpha = 1024\nlr-schedule = \"plateau\"\nplateau-factor = 0.5\n"
+                    "plateau-patience = 2\nplateau-threshold = 0.001\nplateau-cooldown = 1\nmin-lr = 1e-6\n");
+  const CommandLine a = parse({"--train", "d", "--config", file});
+  const CommandLine b = parse({"--train", "d", "--activation", "leaky_relu", "--negative-slope", "0.1", "--batch-norm",
+                               "--encoder-output", "128", "--likelihood", "gaussian", "--alpha", "1024", "--lr-schedule",
+                               "plateau", "--plateau-factor", "0.5", "--plateau-patience", "2", "--plateau-threshold",
+                               "0.001", "--plateau-cooldown", "1", "--min-lr", "1e-6"});
+  expect_same_config(a, b);
+  EXPECT_EQ(a.config.model, b.config.model);
+  EXPECT_TRUE(a.config.model.batch_norm);
+  EXPECT_EQ(a.config.lr_schedule, b.config.lr_schedule);
+  EXPECT_EQ(a.config.plateau.factor, b.config.plateau.factor);
+  EXPECT_EQ(a.config.plateau.patience, b.config.plateau.patience);
+  EXPECT_EQ(a.config.plateau.threshold, b.config.plateau.threshold);
+  EXPECT_EQ(a.config.plateau.cooldown, b.config.plateau.cooldown);
+  EXPECT_EQ(a.config.plateau.min_lr, b.config.plateau.min_lr);
+}
+
 TEST(ConfigFile, MalformedFilesAreOneLineNamingTheFileAndKey) {
   TempDir dir;
   struct Case {

@@ -505,9 +505,9 @@ TEST(PlotTool, DrawsTheLossCurvesIntoAPng) {
   if (!matplotlib_present()) GTEST_SKIP() << "python3-matplotlib is not installed (tools/setup.sh installs it)";
   TempDir dir;
   std::ofstream(dir.path() / "metrics.csv")
-      << "epoch,step,train_loss,reconstruction,kl,test_loss,images_per_s,seconds\n"
-         "1,469,164.5,150.1,14.4,127.3,50000.0,1.200\n"
-         "2,938,121.8,98.0,23.8,115.0,52000.0,1.100\n";
+      << "epoch,step,train_loss,reconstruction,kl,test_loss,images_per_s,seconds,lr\n"  // as vae_cuda writes it
+         "1,469,164.5,150.1,14.4,127.3,50000.0,1.200,0.001\n"
+         "2,938,121.8,98.0,23.8,115.0,52000.0,1.100,0.0001\n";
   const auto result = testing_support::run_process("/usr/bin/python3", plot_command(dir.path() / "metrics.csv", ""));
   ASSERT_EQ(result.exit_code, 0) << result.output;
   const Png png = read_png(dir.path() / "loss_curves.png");  // the default: beside the CSV

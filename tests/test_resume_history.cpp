@@ -22,7 +22,7 @@ namespace fs = std::filesystem;
 using testing_support::run_process;
 using testing_support::TempDir;
 
-constexpr const char* kHeader = "epoch,step,train_loss,reconstruction,kl,test_loss,images_per_s,seconds";
+constexpr const char* kHeader = "epoch,step,train_loss,reconstruction,kl,test_loss,images_per_s,seconds,lr";
 
 std::vector<std::string> rows_of(const fs::path& metrics) {
   std::ifstream in(metrics);
@@ -111,7 +111,7 @@ TEST_F(ResumeHistory, AnotherRunsFileInTheNewFolderIsNotMixedIn) {
   ASSERT_EQ(train("--epochs 3 --out " + folder("straight").string()), 0);
   ASSERT_EQ(train("--epochs 1 --out " + folder("first").string()), 0);
   fs::create_directories(folder("second"));
-  std::ofstream(folder("second") / "metrics.csv") << kHeader << "\n1,999,1,1,1,1,1,1\n2,1998,2,2,2,2,2,2\n";
+  std::ofstream(folder("second") / "metrics.csv") << kHeader << "\n1,999,1,1,1,1,1,1,0.001\n2,1998,2,2,2,2,2,2,0.001\n";
   ASSERT_EQ(train("--epochs 3 --out " + folder("second").string() + " --resume " +
                   (folder("first") / "checkpoint.safetensors").string()),
             0);
@@ -135,7 +135,7 @@ TEST_F(ResumeHistory, WithoutItsHistoryOnlyTheResumedEpochsAreWritten) {
   EXPECT_EQ(without_timings(rows_of(folder("from_alone") / "metrics.csv")), resumed_epochs);
 
   // Beside it, a file whose epoch-1 row ends at another step: not this checkpoint's history.
-  std::ofstream(folder("alone") / "metrics.csv") << kHeader << "\n1,5,1,1,1,1,1,1\n";
+  std::ofstream(folder("alone") / "metrics.csv") << kHeader << "\n1,5,1,1,1,1,1,1,0.001\n";
   ASSERT_EQ(train("--epochs 3 --out " + folder("from_foreign").string() + " --resume " +
                   (folder("alone") / "checkpoint.safetensors").string()),
             0);
