@@ -28,9 +28,6 @@ struct ProfiledStepOps : cuda::StepOps {
 std::string cuda_backend_limitation(const ModelConfig& model) {
   std::vector<std::string> missing;
   if (model.batch_norm) missing.push_back("BatchNorm1d");
-  if (model.activation != Activation::kReLU) missing.push_back("LeakyReLU");
-  if (model.likelihood != Likelihood::kBernoulli) missing.push_back("the Gaussian likelihood");
-  if (model.encoder_output > 0) missing.push_back("--encoder-output");
   if (missing.empty()) return "";
   return fmt::format("the CUDA backend does not run {} yet", fmt::join(missing, ", "));
 }
@@ -142,6 +139,8 @@ cuda::StepOps CudaBackend::step_ops(const uint8_t* pixels, double* totals, long 
       .precision = config_.precision,
       .seed = config_.seed,
       .beta = config_.model.beta,
+      .likelihood = config_.model.likelihood,
+      .alpha = config_.model.alpha,
       .adam = config_.adam,
       .stream = compute_,
   };

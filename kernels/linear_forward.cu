@@ -1,7 +1,8 @@
-// A linear layer's forward in one launch: y = x · Wᵀ + b (+ReLU) on the tile GEMM of gemm_tile.cuh,
+// A linear layer's forward in one launch: y = activation(x · Wᵀ + b) on the tile GEMM of gemm_tile.cuh,
 // split-K reduced in the same launch by each tile's last block, and what the step needs next in the
 // epilogue: the first layer advances the step, the head draws ε and writes z, the output layer
-// computes BCE-with-logits, the KL term, dL/dlogits and the batch's sums. Every sum runs in a
+// computes the reconstruction term (BCE-with-logits, or the Gaussian likelihood's squared error of
+// the Tanh output), the KL term, dL/dlogits and the batch's sums. Every sum runs in a
 // fixed order, so a run reproduces bit for bit.
 #include <cstdint>
 #include <string>
@@ -29,7 +30,8 @@ using gemm::TileCoords;
 struct ForwardArgs {
   int m, n, k, k_per_split;
   const float* bias;
-  bool relu;
+  Activation activation;
+  float negative_slope;
   float* y;
   float* partials;
   unsigned* tile_counters;  // [grid_m * grid_n], split-K only
@@ -72,12 +74,15 @@ __device__ __forceinline__ double* tile_row_sums(const LossEpilogue& l, int rows
   return l.scratch + 2 * static_cast<int64_t>(rows) + static_cast<int64_t>(tile_n) * rows;
 }
 
-// Rows [row_begin, row_end), once every column tile has stored its share: BCE (the tiles' sums in
-// tile order) and KL, each row's in double.
-__device__ void loss_rows(const LossEpilogue& l, int rows, int tiles_n, int64_t row_begin, int64_t row_end) {
+// Rows [row_begin, row_end), once every column tile has stored its share: the reconstruction term
+// (the tiles' sums in tile order; for the Gaussian likelihood alpha times their mean over the
+// pixels, as gaussian_kl_loss scales it) and KL, each row's in double.
+__device__ void loss_rows(const LossEpilogue& l, int rows, int pixels, int tiles_n, int64_t row_begin,
+                          int64_t row_end) {
   for (int64_t row = row_begin + threadIdx.x; row < row_end; row += blockDim.x) {
     double bce = 0;
     for (int t = 0; t < tiles_n; ++t) bce += __ldcg(tile_row_sums(l, rows, t) + row);
+    if (l.likelihood == Likelihood::kGaussian) bce = static_cast<double>(l.alpha) * bce / pixels;
     const float* stats = l.mu_logvar + row * 2 * l.latent;
     double kl = 0;
     for (int j = 0; j < l.latent; ++j) kl += kl_term(stats[j], stats[l.latent + j]);
@@ -124,15 +129,29 @@ __global__ void __launch_bounds__(T::kThreads)
   Accumulator<T> acc;
   gemm::accumulate<T, true, true>(p.m, p.n, at, x, weight, smem, acc);
 
+  // The Gaussian likelihood's d(alpha * mean_p squared error) / d(pre-activation) per pixel, times
+  // the loss's gradient scale, in gaussian_kl_loss's order of operations.
+  const bool gaussian = kLoss && p.loss.likelihood == Likelihood::kGaussian;
+  const float pixel_weight = gaussian ? p.loss.alpha / static_cast<float>(p.n) * p.loss.grad_scale : 0.0f;
   auto finish = [&](int64_t row, int64_t col, float value) {
     if (p.bias != nullptr) value += p.bias[col];
-    if (p.relu) value = relu(value);
+    if (p.activation == Activation::kReLU)
+      value = relu(value);  // the default model's hidden layers: one compare
+    else if (p.activation != Activation::kIdentity)
+      value = activate(p.activation, p.negative_slope, value);
     const int64_t i = row * p.n + col;
     p.y[i] = value;
     if constexpr (kLoss) {
-      const float target = pixel_to_unit(p.loss.target[i]);  // the float the reference gets
-      tile_bce[row - at.m0][col - at.n0] = bce_with_logits(value, target);
-      if (p.loss.dlogits != nullptr) p.loss.dlogits[i] = bce_with_logits_grad(value, target);
+      float* term = &tile_bce[row - at.m0][col - at.n0];
+      if (gaussian) {
+        const float target = pixel_to_signed(p.loss.target[i]);  // the float the reference gets
+        *term = tanh_squared_error(value, target);
+        if (p.loss.dlogits != nullptr) p.loss.dlogits[i] = pixel_weight * tanh_squared_error_grad(value, target);
+      } else {
+        const float target = pixel_to_unit(p.loss.target[i]);
+        *term = bce_with_logits(value, target);
+        if (p.loss.dlogits != nullptr) p.loss.dlogits[i] = bce_with_logits_grad(value, target);
+      }
     }
   };
   const int splits = static_cast<int>(gridDim.z);
@@ -161,7 +180,7 @@ __global__ void __launch_bounds__(T::kThreads)
   const int64_t row_end = min(at.m0 + T::BM, static_cast<int64_t>(p.m));
   if (p.reparam.z != nullptr) reparameterise_rows(p.reparam, p.y, at.m0, row_end);
   if constexpr (kLoss) {
-    loss_rows(p.loss, p.m, gridDim.x, at.m0, row_end);
+    loss_rows(p.loss, p.m, p.n, gridDim.x, at.m0, row_end);
     if (!gemm::arrives_last(p.batch_counter, gridDim.y)) return;
     loss_total<T::kThreads>(p.loss, p.m);
   }
@@ -170,16 +189,16 @@ __global__ void __launch_bounds__(T::kThreads)
 template <class T>
 void launch_forward(const LinearForward& f, const ForwardPlan& plan, const ForwardArgs& args, cudaStream_t stream) {
   const dim3 grid(plan.gemm.grid_n, plan.gemm.grid_m, plan.gemm.splits);
-  const Operand<float> weight = gemm::make_operand(f.weight, nullptr, f.in);
+  const Operand<float> weight = gemm::make_operand(f.weight, f.in);
   if (f.pixels != nullptr)
     launch_kernel(linear_forward_kernel<T, uint8_t, false>, grid, T::kThreads, stream, args,
-                  gemm::make_operand(f.pixels, nullptr, f.in), weight);
+                  gemm::make_operand(f.pixels, f.in, gemm::pixel_load(f.signed_pixels)), weight);
   else if (f.loss.totals != nullptr)
     launch_kernel(linear_forward_kernel<T, float, true>, grid, T::kThreads, stream, args,
-                  gemm::make_operand(f.x, nullptr, f.in), weight);
+                  gemm::make_operand(f.x, f.in), weight);
   else
     launch_kernel(linear_forward_kernel<T, float, false>, grid, T::kThreads, stream, args,
-                  gemm::make_operand(f.x, nullptr, f.in), weight);
+                  gemm::make_operand(f.x, f.in), weight);
 }
 
 void check(bool ok, const char* what) {
@@ -197,6 +216,7 @@ void linear_forward(const LinearForward& f, Precision precision, GemmWorkspace w
   const bool loss = f.loss.totals != nullptr, reparam = f.reparam.z != nullptr;
   check((f.x == nullptr) != (f.pixels == nullptr), "exactly one of x and pixels is the input");
   check(!(loss && f.pixels != nullptr), "the loss epilogue needs a float input");
+  check(!(loss && f.activation != Activation::kIdentity), "the loss epilogue reads the output layer's logits");
   check(!(reparam && f.out != 2 * f.reparam.latent), "the reparameterisation needs an output of 2 * latent");
   // Block 0 advances the step with plain stores while the last blocks of the head's or the output
   // layer's launch read the noise stream or the step (the NaN guard): not in one launch.
@@ -215,7 +235,8 @@ void linear_forward(const LinearForward& f, Precision precision, GemmWorkspace w
                          f.in,
                          plan.gemm.k_per_split,
                          f.bias,
-                         f.relu,
+                         f.activation,
+                         f.negative_slope,
                          f.y,
                          workspace.data,
                          workspace.tile_counters,

@@ -60,25 +60,32 @@ struct ReparamEpilogue {
 };
 
 // On the output layer's forward, whose output is the logits [rows, pixels]: what bce_kl_loss
-// computes, with the same meaning of every argument. scratch holds loss_scratch_doubles(rows,
-// pixels) doubles; on return its first 2 * rows are each row's BCE and KL sums, as bce_kl_loss's
-// row_scratch. Enabled when totals is set.
+// computes (kBernoulli) or gaussian_kl_loss (kGaussian: the logits are the Tanh's pre-activations,
+// the targets the pixels on [-1, 1]), with the same meaning of every argument. scratch holds
+// loss_scratch_doubles(rows, pixels) doubles; on return its first 2 * rows are each row's
+// reconstruction and KL sums, as the reference's row_scratch. Enabled when totals is set.
 struct LossEpilogue {
   const uint8_t* target = nullptr;     // the batch's pixels [rows, pixels]
   const float* mu_logvar = nullptr;    // [rows, 2 * latent]
   int latent = 0;
   float* dlogits = nullptr;            // null: the sums only (evaluation)
   double* scratch = nullptr;
-  double* totals = nullptr;            // [bce, kl], this batch's sums added
+  double* totals = nullptr;            // [reconstruction, kl], this batch's sums added
   NonfiniteGuard guard{};
+  Likelihood likelihood = Likelihood::kBernoulli;
+  float alpha = 1.0f;       // kGaussian: the weight of each row's mean squared error
+  float grad_scale = 1.0f;  // kGaussian: dlogits is taken at this factor (loss_gradient_scale, 1 / rows)
 };
 int64_t loss_scratch_doubles(int rows, int pixels);
 
-// y = x · Wᵀ + b (+ReLU), x [rows, in] either float or the uint8 pixels (scaled by 1/255 as they
-// are loaded; exactly one of x and pixels is set), W [out, in], y [rows, out].
+// y = activation(x · Wᵀ + b), x [rows, in] either float or the uint8 pixels (scaled by 1/255 as
+// they are loaded, or to [-1, 1] by pixel_to_signed with signed_pixels; exactly one of x and pixels
+// is set), W [out, in], y [rows, out].
 struct LinearForward {
   int rows = 0, in = 0, out = 0;
-  bool relu = false;
+  Activation activation = Activation::kIdentity;
+  float negative_slope = 0.0f;  // kLeakyReLU's
+  bool signed_pixels = false;   // the Gaussian likelihood's data: pixels on [-1, 1]
   const float* x = nullptr;
   const uint8_t* pixels = nullptr;
   const float* weight = nullptr;
@@ -111,12 +118,15 @@ struct AdamEpilogue {
   float* bias_v = nullptr;
 };
 
-// Backward given dy [rows, out]; with relu, the mask (y > 0) is applied as dy is loaded, dy itself is
-// not changed. dweight and dbias are overwritten; dx [rows, in] too unless it is null (the first
-// layer, whose input is the pixels, has none).
+// Backward given dy [rows, out]; with an activation, its backward from the output y
+// (activation_grad) is applied as dy is loaded, dy itself is not changed. dweight and dbias are
+// overwritten; dx [rows, in] too unless it is null (the first layer, whose input is the pixels, has
+// none). The pixels are read as the forward read them (signed_pixels).
 struct LinearBackward {
   int rows = 0, in = 0, out = 0;
-  bool relu = false;
+  Activation activation = Activation::kIdentity;
+  float negative_slope = 0.0f;
+  bool signed_pixels = false;
   const float* x = nullptr;
   const uint8_t* pixels = nullptr;
   float* weight = nullptr;

@@ -8,6 +8,7 @@
 #include <cstdint>
 
 #include "vae/activation_layout.hpp"
+#include "vae/config.hpp"
 #include "vae/cuda_ops.hpp"
 #include "vae/element_math.hpp"
 #include "vae/layout.hpp"
@@ -40,6 +41,8 @@ struct StepOps {
   Precision precision = Precision::kFp32;  // of the linear layers' GEMMs
   uint64_t seed = 0;
   float beta = 1.0f;  // weight of the KL term
+  Likelihood likelihood = Likelihood::kBernoulli;  // and with it how the first layer reads the pixels
+  float alpha = 1.0f;                              // kGaussian's weight of the squared error
   AdamHyper adam{};
   cudaStream_t stream = nullptr;
 
@@ -51,7 +54,9 @@ struct StepOps {
     LinearForward f{.rows = rows,
                     .in = l.in,
                     .out = l.out,
-                    .relu = l.relu,
+                    .activation = l.activation,
+                    .negative_slope = l.negative_slope,
+                    .signed_pixels = signed_pixels(),
                     .x = in.images ? nullptr : at(in.x),
                     .pixels = in.images ? pixels : nullptr,
                     .weight = params + l.weight_offset,
@@ -68,7 +73,10 @@ struct StepOps {
                             work.loss == step::LossWork::kSumsAndGradient ? at(act_layout->grad[layer]) : nullptr,
                             loss_scratch,
                             totals,
-                            guard};
+                            guard,
+                            likelihood,
+                            alpha,
+                            static_cast<float>(loss_gradient_scale(likelihood, rows))};
     }
     cuda::linear_forward(f, precision, gemm, stream);
   }
@@ -79,7 +87,9 @@ struct StepOps {
     LinearBackward b{.rows = rows,
                      .in = l.in,
                      .out = l.out,
-                     .relu = l.relu,
+                     .activation = l.activation,
+                     .negative_slope = l.negative_slope,
+                     .signed_pixels = signed_pixels(),
                      .x = in.images ? nullptr : at(in.x),
                      .pixels = in.images ? pixels : nullptr,
                      .weight = params + l.weight_offset,
@@ -91,7 +101,10 @@ struct StepOps {
                      .dbias = grads + l.bias_offset};
     if (work.reparam) {
       const int head = param_layout->head();
-      b.reparam = ReparamGradEpilogue{act_layout->latent, beta, at(act_layout->out[head]), at(act_layout->eps),
+      // The KL term's gradient at the loss's scale (1 / rows for the Gaussian likelihood's batch mean),
+      // derived as the reference derives it.
+      const float kl_weight = static_cast<float>(beta * loss_gradient_scale(likelihood, rows));
+      b.reparam = ReparamGradEpilogue{act_layout->latent, kl_weight, at(act_layout->out[head]), at(act_layout->eps),
                                       at(act_layout->grad[head])};
     }
     if (work.optimizer)
@@ -100,6 +113,8 @@ struct StepOps {
     cuda::linear_backward(b, precision, gemm, stream);
   }
 
+  // The Gaussian likelihood's data are the pixels on [-1, 1].
+  bool signed_pixels() const { return likelihood == Likelihood::kGaussian; }
   // The workspace buffer at an ActivationLayout offset.
   float* at(int64_t offset) const { return activations + offset; }
 };

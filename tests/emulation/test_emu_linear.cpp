@@ -22,6 +22,7 @@
 
 #include "emulator.hpp"
 #include "kernel_checks.hpp"
+#include "vae/config.hpp"
 #include "vae/cuda_device.hpp"
 #include "vae/cuda_ops.hpp"
 #include "vae/element_math.hpp"
@@ -161,7 +162,7 @@ LayerData random_layer(const LinearCase& c, uint32_t seed) {
 // The launch descriptions with the layer's input (x or its pixels) and parameters filled in, no epilogue.
 LinearForward forward_of(const LinearCase& c, const LayerData& d, float* y) {
   LinearForward f;
-  f.rows = c.rows, f.in = c.in, f.out = c.out, f.relu = c.relu;
+  f.rows = c.rows, f.in = c.in, f.out = c.out, f.activation = c.relu ? Activation::kReLU : Activation::kIdentity;
   if (c.pixels)
     f.pixels = d.pixels.data();
   else
@@ -176,7 +177,7 @@ LinearBackward backward_of(const LinearCase& c, const LayerData& d, std::vector<
                            std::vector<float>& bias, const float* y, const float* dy, float* dx, float* dweight,
                            float* dbias) {
   LinearBackward b;
-  b.rows = c.rows, b.in = c.in, b.out = c.out, b.relu = c.relu;
+  b.rows = c.rows, b.in = c.in, b.out = c.out, b.activation = c.relu ? Activation::kReLU : Activation::kIdentity;
   if (c.pixels)
     b.pixels = d.pixels.data();
   else
@@ -676,6 +677,84 @@ TEST_P(FusedEpilogues, HeadReparameterisationMatchesReference) {
   EXPECT_TRUE(seen.complete());
 }
 
+// ---- the seed model's layers: LeakyReLU, pixels on [-1, 1] ---------------------------------------------
+
+// A hidden layer with LeakyReLU (or ReLU through the same path), and the first layer reading the
+// Gaussian likelihood's pixels on [-1, 1], against the reference's composition: ref::linear_forward
+// then ref::activation_forward; ref::activation_backward then ref::linear_backward.
+struct ActivationCase {
+  LinearCase layer;  // layer.relu unused: the activation is below
+  Activation activation;
+  float negative_slope;
+  bool signed_pixels;
+};
+std::vector<ActivationCase> activation_cases() {
+  const Activation leaky = Activation::kLeakyReLU;
+  if (quick())
+    return {{{33, 64, 40, false}, leaky, 0.2f, false},
+            {{5, 13, 7, false, true}, leaky, 0.01f, true},
+            {{33, 64, 40, false, true}, Activation::kReLU, 0.0f, true}};
+  return {{{33, 64, 40, false}, leaky, 0.2f, false},     {{33, 13, 37, false}, leaky, 0.01f, false},
+          {{130, 66, 65, false}, leaky, 0.1f, false},    {{760, 20, 700, false}, leaky, 0.1f, false},
+          {{144, 392, 196, false}, leaky, 0.1f, false},  {{129, 784, 40, false, true}, leaky, 0.1f, true},
+          {{5, 13, 7, false, true}, leaky, 0.2f, true},  {{33, 64, 40, false, true}, Activation::kReLU, 0.0f, true},
+          {{144, 784, 392, false, true}, leaky, 0.1f, true}};
+}
+
+void check_activation_layer(const ActivationCase& a, Precision p, uint32_t seed, PlansSeen& seen) {
+  const LinearCase& c = a.layer;
+  SCOPED_TRACE(name_of(c) + " " + name_of(p) + (a.activation == Activation::kReLU ? " relu" : " leaky relu") +
+               (a.signed_pixels ? ", signed pixels" : ""));
+  seen.note(plans_of(c, p).forward);
+  LayerData d = random_layer(c, seed);
+  if (a.signed_pixels)
+    for (size_t i = 0; i < d.x.size(); ++i) d.x[i] = pixel_to_signed(d.pixels[i]);
+  const size_t count = static_cast<size_t>(c.rows) * c.out;
+  std::vector<float> ref_y(count);
+  ref::linear_forward<float>(c.rows, c.in, c.out, false, d.x.data(), d.w.data(), d.b.data(), ref_y.data());
+  ref::activation_forward<float>(static_cast<int64_t>(count), a.activation, a.negative_slope, ref_y.data());
+
+  Workspace workspace(c, p);
+  std::vector<float> y(count, kNaN);
+  LinearForward f = forward_of(c, d, y.data());
+  f.activation = a.activation;
+  f.negative_slope = a.negative_slope;
+  f.signed_pixels = a.signed_pixels;
+  run_forward(f, p, workspace);
+  // Both activations are 1-Lipschitz: the product's bound holds for y.
+  EXPECT_TRUE(within_scaled(y, ref_y, forward_scale(c, d), gemm_tolerance(p))) << "y";
+  size_t negative = 0;
+  for (float v : ref_y) negative += v < 0.0f;
+  if (a.activation == Activation::kLeakyReLU) {
+    EXPECT_GT(negative, count / 8) << "negative outputs pass, scaled";
+  }
+
+  // The backward from the reference's y, so that both take the same branch of the mask.
+  const bool with_dx = !c.pixels;
+  ReferenceBackward want{d.dy, std::vector<float>(with_dx ? d.x.size() : 0), std::vector<float>(d.w.size()),
+                         std::vector<float>(c.out)};
+  ref::activation_backward<float>(static_cast<int64_t>(count), a.activation, a.negative_slope, ref_y.data(),
+                                  want.dy_masked.data());
+  ref::linear_backward<float>(c.rows, c.in, c.out, false, d.x.data(), d.w.data(), ref_y.data(), want.dy_masked.data(),
+                              with_dx ? want.dx.data() : nullptr, want.dw.data(), want.db.data());
+  std::vector<float> dx(with_dx ? d.x.size() : 0, kNaN), dw(d.w.size(), kNaN), db(c.out, kNaN);
+  std::vector<float> w = d.w, b = d.b;
+  LinearBackward lb = backward_of(c, d, w, b, ref_y.data(), d.dy.data(), with_dx ? dx.data() : nullptr, dw.data(),
+                                  db.data());
+  lb.activation = a.activation;
+  lb.negative_slope = a.negative_slope;
+  lb.signed_pixels = a.signed_pixels;
+  run_backward(lb, p, workspace);
+  expect_gradients(c, p, d, want, with_dx ? &dx : nullptr, dw, db);
+}
+
+TEST_P(FusedEpilogues, LeakyReluAndSignedPixelsMatchReference) {
+  PlansSeen seen;
+  uint32_t seed = 2500;
+  for (const ActivationCase& a : activation_cases()) check_activation_layer(a, GetParam(), seed += 10, seen);
+  EXPECT_TRUE(seen.complete());
+}
+
 // ---- the output layer: LossEpilogue -----------------------------------------------------------------
 
 struct OutputCase {
@@ -702,6 +781,8 @@ struct LossRun {
   std::vector<float> mu_logvar;
   std::vector<float> y, dlogits;
   std::vector<double> scratch, totals{0.5, 0.25};
+  Likelihood likelihood = Likelihood::kBernoulli;
+  float alpha = 1.0f, grad_scale = 1.0f;  // kGaussian's
   LossRun(const OutputCase& o, uint32_t seed)
       : shape(o),
         layer{o.rows, o.in, o.pixels, false},
@@ -717,7 +798,8 @@ struct LossRun {
                    std::numeric_limits<double>::quiet_NaN());
     LinearForward f = forward_of(layer, data, y.data());
     f.loss = LossEpilogue{target.data(),  mu_logvar.data(), shape.latent, with_dlogits ? dlogits.data() : nullptr,
-                          scratch.data(), totals.data(),    guard};
+                          scratch.data(), totals.data(),    guard,        likelihood,
+                          alpha,          grad_scale};
     run_forward(f, p, workspace);
   }
 };
@@ -843,6 +925,97 @@ TEST_P(FusedEpilogues, OutputLayerNanGuardRecordsTheStep) {
     EXPECT_EQ(first_bad_step[0], 6) << "a later finite batch must not move the record";
   }
   EXPECT_TRUE(seen.split && seen.whole);
+}
+
+// ---- the Gaussian likelihood's loss (the seed's VAE) ------------------------------------------------
+
+// The loss epilogue with the Gaussian likelihood against ref::gaussian_kl_loss on the logits the
+// kernel wrote and the targets on [-1, 1] (pixel_to_signed): dlogits at alpha / pixels / rows, each
+// row's reconstruction (alpha times the mean squared error) and KL sums, the totals.
+void expect_gaussian_loss_matches_reference(const LossRun& run, Precision p, const std::vector<double>& totals_before) {
+  const OutputCase& o = run.shape;
+  EXPECT_TRUE(within_scaled(run.y, reference_forward(run.layer, run.data), forward_scale(run.layer, run.data),
+                            gemm_tolerance(p)))
+      << "logits";
+  std::vector<float> targets(run.count()), ref_dlogits(run.count());
+  for (size_t i = 0; i < targets.size(); ++i) targets[i] = pixel_to_signed(run.target[i]);
+  std::vector<double> ref_rows(2 * static_cast<size_t>(o.rows));
+  const LossSums want =
+      ref::gaussian_kl_loss<float>(o.rows, o.pixels, o.latent, run.alpha, run.grad_scale, run.y.data(), targets.data(),
+                                   run.mu_logvar.data(), ref_dlogits.data(), ref_rows.data());
+  if (!run.dlogits.empty()) {
+    // 2 (tanh(a) - t)(1 - tanh(a)^2) is at most 4 in magnitude; tanhf may differ by an ulp or two.
+    const double weight = std::fabs(run.alpha / static_cast<double>(o.pixels) * run.grad_scale);
+    EXPECT_TRUE(within_scaled(run.dlogits, ref_dlogits, std::vector<double>(run.count(), 8 * weight), kTermRoundings))
+        << "dlogits";
+  }
+  double reconstruction_scale = 0, kl_scale = 0;
+  int row_failures = 0;
+  for (int r = 0; r < o.rows; ++r) {
+    // Each squared error is at most 4; the row's term is alpha times their mean.
+    const double row_scale = 4.0 * run.alpha;
+    double row_kl_scale = 0;
+    const float* stats = run.mu_logvar.data() + static_cast<size_t>(r) * 2 * o.latent;
+    for (int j = 0; j < o.latent; ++j) row_kl_scale += kernel_checks::kl_magnitude(stats[j], stats[o.latent + j]);
+    const bool ok = std::fabs(run.scratch[r] - ref_rows[r]) <= kernel_checks::kLossSumRelative * row_scale &&
+                    std::fabs(run.scratch[o.rows + r] - ref_rows[o.rows + r]) <=
+                        kernel_checks::kLossSumRelative * row_kl_scale;
+    if (!ok && row_failures++ < 5)
+      ADD_FAILURE() << "row " << r << ": reconstruction " << run.scratch[r] << ", want " << ref_rows[r] << "; KL "
+                    << run.scratch[o.rows + r] << ", want " << ref_rows[o.rows + r];
+    reconstruction_scale += row_scale;
+    kl_scale += row_kl_scale;
+  }
+  EXPECT_EQ(row_failures, 0) << "rows whose sums in scratch differ from the reference's";
+  EXPECT_NEAR(run.totals[0], totals_before[0] + want.reconstruction, kernel_checks::kLossSumRelative * reconstruction_scale)
+      << "reconstruction total";
+  EXPECT_NEAR(run.totals[1], totals_before[1] + want.kl, kernel_checks::kLossSumRelative * kl_scale) << "KL total";
+}
+
+// A Gaussian output layer: weights scaled by 1/sqrt(in), so that the logits are O(1) and the Tanh
+// is not saturated everywhere (its gradient would vanish and hide mistakes).
+LossRun gaussian_run(const OutputCase& o, uint32_t seed, float alpha) {
+  LossRun run(o, seed);
+  for (float& w : run.data.w) w /= std::sqrt(static_cast<float>(o.in));
+  run.likelihood = Likelihood::kGaussian;
+  run.alpha = alpha;
+  run.grad_scale = static_cast<float>(loss_gradient_scale(Likelihood::kGaussian, o.rows));
+  return run;
+}
+
+TEST_P(FusedEpilogues, GaussianLossMatchesReference) {
+  const Precision p = GetParam();
+  PlansSeen seen;
+  uint32_t seed = 5700;
+  const float alphas[] = {1.0f, 1024.0f, 0.5f};
+  int index = 0;
+  for (const OutputCase& o : output_cases()) {
+    SCOPED_TRACE(name_of(o) + " " + name_of(p) + ", Gaussian");
+    LossRun run = gaussian_run(o, seed += 13, alphas[index++ % 3]);
+    seen.note(plans_of(run.layer, p).forward);
+    Workspace workspace(run.layer, p);
+    std::vector<long long> step{9}, first_bad_step{0};
+    const std::vector<double> before = run.totals;
+    run.run(p, workspace, true, {step.data(), first_bad_step.data()});
+    expect_gaussian_loss_matches_reference(run, p, before);
+    EXPECT_EQ(first_bad_step[0], 0) << "a finite batch does not set the NaN guard";
+    size_t moving = 0;
+    for (float g : run.dlogits) moving += g != 0.0f;
+    EXPECT_GT(moving, run.count() / 2) << "the Tanh is not saturated: the gradient tests something";
+
+    // Evaluation (no dlogits) gives the same sums, and any block order the same bits.
+    const std::vector<float> y = run.y;
+    const std::vector<double> scratch = run.scratch, totals = run.totals;
+    BlockOrder order(31);
+    run.totals = before;
+    run.run(p, workspace, false);
+    EXPECT_TRUE(bitwise_equal(run.y, y)) << "logits";
+    EXPECT_TRUE(bitwise_equal(std::vector<double>(run.scratch.begin(), run.scratch.begin() + 2 * o.rows),
+                              std::vector<double>(scratch.begin(), scratch.begin() + 2 * o.rows)))
+        << "row sums";
+    EXPECT_TRUE(bitwise_equal(run.totals, totals)) << "totals";
+  }
+  EXPECT_TRUE(seen.complete());
 }
 
 // ---- the first decoder layer's backward: ReparamGradEpilogue ----------------------------------------

@@ -62,6 +62,8 @@ class EmulatedTraining {
     ops_.precision = config.precision;
     ops_.seed = config.seed;
     ops_.beta = config.model.beta;
+    ops_.likelihood = config.model.likelihood;
+    ops_.alpha = config.model.alpha;
     ops_.adam = config.adam;
   }
 
@@ -135,7 +137,36 @@ struct FollowCase {
   Precision precision;
   int steps;
   double loss_tolerance, weight_tolerance;  // relative: each step's loss, then each tensor (L2) at the end
+  // The seed's options (ModelConfig's defaults otherwise).
+  Activation activation = Activation::kReLU;
+  float negative_slope = 0.01f;
+  int encoder_output = 0;
+  Likelihood likelihood = Likelihood::kBernoulli;
+  float alpha = 1.0f;
+  bool batch_norm = false;
+  int batch = 128;
 };
+
+ModelConfig model_of(const FollowCase& c) {
+  ModelConfig model;
+  model.hidden = c.hidden;
+  model.latent = c.latent;
+  model.activation = c.activation;
+  model.negative_slope = c.negative_slope;
+  model.encoder_output = c.encoder_output;
+  model.likelihood = c.likelihood;
+  model.alpha = c.alpha;
+  model.batch_norm = c.batch_norm;
+  return model;
+}
+
+// The launches a training step may take: one forward and one backward per linear layer, and one
+// more per BatchNorm layer (its backward).
+long long launch_budget(const ParamLayout& layout) {
+  long long launches = 0;
+  for (const LinearSlot& l : layout.layers) launches += 2 + (l.batch_norm ? 1 : 0);
+  return launches;
+}
 
 // Each step's loss, then the weights, against the reference, with the GPU tests' tolerances
 // (tests/test_cuda_training_gpu.cpp): FP32 on both sides, different summation orders. TF32 rounds
@@ -143,9 +174,9 @@ struct FollowCase {
 // partial batch, as an epoch's last is.
 void follow_reference(const FollowCase& c) {
   TrainConfig config;
-  config.model.hidden = c.hidden;
-  config.model.latent = c.latent;
+  config.model = model_of(c);
   config.precision = c.precision;
+  config.batch = c.batch;
   const int batch = config.batch, last_rows = 97;
   const std::vector<uint8_t> images = disc_split((c.steps - 1) * batch + last_rows, 7).pixels;
   EmulatedTraining emulated(config, batch);
@@ -158,8 +189,8 @@ void follow_reference(const FollowCase& c) {
     if (s == 0) {
       const long long launches = emu::launch_count() - launches_before;
       std::printf("%s: kernels per training step: %lld\n", c.name, launches);
-      // One forward and one backward launch per linear layer, nothing else.
-      EXPECT_LE(launches, 2 * static_cast<long long>(emulated.layout().layers.size())) << c.name;
+      // One forward and one backward launch per linear layer, one more per BatchNorm layer, nothing else.
+      EXPECT_LE(launches, launch_budget(emulated.layout())) << c.name;
     }
     const LossSums before = reference.epoch_sums();
     reference.train_step(batch_images, rows);
@@ -180,6 +211,25 @@ TEST(EmulatedStep, DefaultModelFollowsTheReferenceFor20Steps) {
 
 TEST(EmulatedStep, DeeperModelFollowsTheReferenceFor5Steps) {
   follow_reference({"784-512-256-2 fp32", {512, 256}, 2, Precision::kFp32, 5, 1e-3, 1e-3});
+}
+
+// The seed's options that ride on the fused launches as they are: LeakyReLU, the encoder's extra
+// linear layer (the head is no longer (layers - 1) / 2), the Gaussian likelihood (Tanh, alpha times
+// the mean squared error, the batch mean: gradient and KL weight at 1 / rows).
+TEST(EmulatedStep, SeedOptionsWithoutBatchNormFollowTheReference) {
+  FollowCase c{"784-96-48(-32)-16 leaky gaussian fp32", {96, 48}, 16, Precision::kFp32, 5, 1e-3, 1e-3};
+  c.activation = Activation::kLeakyReLU;
+  c.negative_slope = 0.1f;
+  c.encoder_output = 32;
+  c.likelihood = Likelihood::kGaussian;
+  c.alpha = 1024.0f;
+  c.batch = 144;
+  follow_reference(c);
+  c.name = "784-96-48(-32)-16 leaky gaussian tf32";
+  c.precision = Precision::kTf32;
+  c.steps = 3;
+  c.loss_tolerance = c.weight_tolerance = 1e-2;
+  follow_reference(c);
 }
 
 TEST(EmulatedStep, Tf32StepsFollowTheReferenceLoosely) {
