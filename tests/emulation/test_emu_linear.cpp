@@ -4,8 +4,9 @@
 // odd widths and uint8 pixels; a NaN kept by the ReLU and stopped by its mask. Then each epilogue
 // against the composition of the reference ops it replaces: the step's advance, the head's
 // reparameterisation, the output layer's loss (and its NaN guard), the first decoder layer's
-// reparameterisation gradient and Adam on the weights, over partial batches and split-K. After every
-// launch the workspace counters are zero again; same inputs give the same bits; a too-small workspace
+// reparameterisation gradient and Adam on the weights, over partial batches and split-K; the seed
+// model's LeakyReLU, signed pixels, Gaussian loss and BatchNorm (its forward epilogue and its backward
+// kernel, batch_norm.cu). After every launch the workspace counters are zero again; same inputs give the same bits; a too-small workspace
 // and a bad combination of epilogues are errors. Every buffer has its exact size, so ASan sees any overrun.
 #include <gtest/gtest.h>
 
@@ -1253,6 +1254,218 @@ TEST_P(FusedEpilogues, SameInputsGiveTheSameBitsInAnyBlockOrder) {
   }
 }
 
+// ---- BatchNorm1d: the forward epilogue and the backward kernel ---------------------------------------
+
+// A hidden layer with BatchNorm: linear, BatchNorm1d, then the activation. Partial batches (2 rows
+// included), odd widths, split and unsplit products, 64x64 tiles, the first layer's signed pixels.
+struct BatchNormCase {
+  LinearCase layer;  // layer.relu unused
+  Activation activation;
+  float negative_slope;
+};
+std::vector<BatchNormCase> batch_norm_cases() {
+  const Activation leaky = Activation::kLeakyReLU;
+  if (quick())
+    return {{{33, 64, 40, false}, leaky, 0.1f}, {{2, 13, 7, false}, leaky, 0.2f}, {{5, 13, 37, false, true}, Activation::kReLU, 0.0f}};
+  return {{{33, 64, 40, false}, leaky, 0.1f},       {{2, 13, 7, false}, leaky, 0.2f},
+          {{2, 400, 37, false}, Activation::kReLU, 0.0f}, {{130, 66, 65, false}, leaky, 0.1f},
+          {{144, 784, 392, false, true}, leaky, 0.1f},    {{144, 392, 196, false}, leaky, 0.1f},
+          {{97, 20, 700, false}, leaky, 0.01f},           {{760, 20, 700, false}, leaky, 0.1f}};
+}
+std::string name_of(const BatchNormCase& b) {
+  return name_of(b.layer) + (b.activation == Activation::kReLU ? " batchnorm relu" : " batchnorm leaky relu");
+}
+
+// One BatchNorm layer's data: the linear layer's, gamma and beta near 1 and 0, running statistics
+// mid-training.
+struct BatchNormData {
+  LayerData linear;
+  std::vector<float> gamma, beta, running_mean, running_var;
+};
+BatchNormData random_batch_norm(const BatchNormCase& b, uint32_t seed) {
+  const LinearCase& c = b.layer;
+  BatchNormData d{random_layer(c, seed), uniform_floats(c.out, 0.5f, 1.5f, seed + 11),
+                  uniform_floats(c.out, -0.5f, 0.5f, seed + 12), uniform_floats(c.out, -0.2f, 0.2f, seed + 13),
+                  uniform_floats(c.out, 0.5f, 2.0f, seed + 14)};
+  if (c.pixels)  // the Gaussian likelihood's data, as the seed's first layer reads them
+    for (size_t i = 0; i < d.linear.x.size(); ++i) d.linear.x[i] = pixel_to_signed(d.linear.pixels[i]);
+  return d;
+}
+
+// The forward launch's outputs, each of its exact size; running statistics start as the data's.
+struct BatchNormForwardRun {
+  std::vector<float> pre, y, mean, invstd, running_mean, running_var;
+};
+BatchNormForwardRun run_batch_norm_forward(const BatchNormCase& b, const BatchNormData& d, bool training, Precision p,
+                                           Workspace& workspace) {
+  const LinearCase& c = b.layer;
+  const size_t count = static_cast<size_t>(c.rows) * c.out;
+  BatchNormForwardRun r{std::vector<float>(count, kNaN), std::vector<float>(count, kNaN),
+                        std::vector<float>(c.out, kNaN), std::vector<float>(c.out, kNaN), d.running_mean,
+                        d.running_var};
+  LinearForward f = forward_of(c, d.linear, r.y.data());
+  f.activation = b.activation;
+  f.negative_slope = b.negative_slope;
+  f.signed_pixels = c.pixels;
+  f.batch_norm = BatchNormEpilogue{training,      kBatchNormMomentum,    kBatchNormEps,
+                                   d.gamma.data(), d.beta.data(),        r.running_mean.data(),
+                                   r.running_var.data(), r.pre.data(),   r.mean.data(),
+                                   r.invstd.data()};
+  run_forward(f, p, workspace);
+  return r;
+}
+
+// h against the reference's product; then mean, 1/sqrt(var + eps), the running statistics and y
+// against ref::batch_norm_forward_training (or _eval) and ref::activation_forward on the h the kernel
+// wrote: the statistics are the same double sums in the same row order, y the same float formula.
+void check_batch_norm_forward(const BatchNormCase& b, Precision p, uint32_t seed, bool training, PlansSeen& seen) {
+  const LinearCase& c = b.layer;
+  SCOPED_TRACE(name_of(b) + " " + name_of(p) + (training ? ", training" : ", evaluation"));
+  seen.note(plans_of(c, p).forward);
+  const BatchNormData d = random_batch_norm(b, seed);
+  Workspace workspace(c, p);
+  const BatchNormForwardRun got = run_batch_norm_forward(b, d, training, p, workspace);
+  EXPECT_TRUE(within_scaled(got.pre, reference_forward(c, d.linear), forward_scale(c, d.linear), gemm_tolerance(p)))
+      << "h";
+
+  const size_t count = got.pre.size();
+  std::vector<float> y(count), mean(c.out, kNaN), invstd(c.out, kNaN), running_mean = d.running_mean,
+                                running_var = d.running_var;
+  if (training)
+    ref::batch_norm_forward_training<float>(c.rows, c.out, kBatchNormMomentum, kBatchNormEps, got.pre.data(),
+                                            d.gamma.data(), d.beta.data(), y.data(), mean.data(), invstd.data(),
+                                            running_mean.data(), running_var.data());
+  else
+    ref::batch_norm_forward_eval<float>(c.rows, c.out, kBatchNormEps, got.pre.data(), d.gamma.data(), d.beta.data(),
+                                        d.running_mean.data(), d.running_var.data(), y.data());
+  ref::activation_forward<float>(static_cast<int64_t>(count), b.activation, b.negative_slope, y.data());
+  if (training) {
+    EXPECT_TRUE(all_near(got.mean, mean, 1e-6, 1e-12)) << "batch mean";
+    EXPECT_TRUE(all_near(got.invstd, invstd, 1e-6, 0.0)) << "batch invstd";
+    EXPECT_TRUE(all_near(got.running_mean, running_mean, 1e-6, 1e-12)) << "running mean";
+    EXPECT_TRUE(all_near(got.running_var, running_var, 1e-6, 0.0)) << "running var";
+  } else {
+    EXPECT_TRUE(bitwise_equal(got.running_mean, d.running_mean) && bitwise_equal(got.running_var, d.running_var))
+        << "evaluation leaves the running statistics";
+  }
+  // |x̂ gamma| + |beta| bounds y's terms.
+  std::vector<double> scale(count);
+  for (int r = 0; r < c.rows; ++r)
+    for (int j = 0; j < c.out; ++j) {
+      const size_t i = static_cast<size_t>(r) * c.out + j;
+      const double m = training ? mean[j] : d.running_mean[j];
+      const double s = training ? invstd[j] : 1.0 / std::sqrt(d.running_var[j] + kBatchNormEps);
+      scale[i] = (std::fabs(got.pre[i]) + std::fabs(m)) * s * std::fabs(d.gamma[j]) + std::fabs(d.beta[j]);
+    }
+  EXPECT_TRUE(within_scaled(got.y, y, scale, kTermRoundings)) << "y";
+}
+
+TEST_P(FusedEpilogues, BatchNormForwardMatchesReferenceInTrainingAndEvaluation) {
+  PlansSeen seen;
+  uint32_t seed = 9000;
+  for (const BatchNormCase& b : batch_norm_cases()) {
+    check_batch_norm_forward(b, GetParam(), seed += 10, true, seen);
+    check_batch_norm_forward(b, GetParam(), seed, false, seen);
+  }
+  EXPECT_TRUE(seen.complete());
+}
+
+// The statistics are summed by whichever block of a column of tiles arrives last, in row order: the
+// same bits in any block order, whatever the workspace held.
+TEST_P(FusedEpilogues, BatchNormForwardGivesTheSameBitsInAnyBlockOrder) {
+  const Precision p = GetParam();
+  const BatchNormCase b = quick() ? BatchNormCase{{33, 64, 40, false}, Activation::kLeakyReLU, 0.1f}
+                                  : BatchNormCase{{144, 392, 196, false}, Activation::kLeakyReLU, 0.1f};
+  ASSERT_GT(plans_of(b.layer, p).forward.splits, 1);
+  ASSERT_GT(plans_of(b.layer, p).forward.grid_m, 1);
+  const BatchNormData d = random_batch_norm(b, 77);
+  Workspace workspace(b.layer, p);
+  std::vector<BatchNormForwardRun> runs;
+  const uint64_t orders[] = {0, 0, 4242};
+  const float fills[] = {kNaN, 12345.0f, -1.0f};
+  for (int i = 0; i < 3; ++i) {
+    BlockOrder order(orders[i]);
+    std::fill(workspace.storage.begin(), workspace.storage.end(), fills[i]);
+    runs.push_back(run_batch_norm_forward(b, d, true, p, workspace));
+  }
+  for (int i = 1; i < 3; ++i) {
+    SCOPED_TRACE("run " + std::to_string(i));
+    EXPECT_TRUE(bitwise_equal(runs[i].pre, runs[0].pre)) << "h";
+    EXPECT_TRUE(bitwise_equal(runs[i].y, runs[0].y)) << "y";
+    EXPECT_TRUE(bitwise_equal(runs[i].mean, runs[0].mean)) << "mean";
+    EXPECT_TRUE(bitwise_equal(runs[i].invstd, runs[0].invstd)) << "invstd";
+    EXPECT_TRUE(bitwise_equal(runs[i].running_mean, runs[0].running_mean)) << "running mean";
+    EXPECT_TRUE(bitwise_equal(runs[i].running_var, runs[0].running_var)) << "running var";
+  }
+}
+
+// The backward kernel against ref::activation_backward then ref::batch_norm_backward, and with the
+// optimizer Adam on gamma and beta against ref::adam_step on the dgamma and dbeta it wrote.
+void check_batch_norm_backward(int rows, int features, Activation activation, float slope, bool adam, uint32_t seed) {
+  SCOPED_TRACE(std::to_string(rows) + "x" + std::to_string(features) + (adam ? ", Adam" : ""));
+  const size_t count = static_cast<size_t>(rows) * features;
+  const std::vector<float> h = uniform_floats(count, -2.0f, 3.0f, seed);
+  const std::vector<float> dy = uniform_floats(count, -1.0f, 1.0f, seed + 1);
+  const std::vector<float> gamma = uniform_floats(features, 0.5f, 1.5f, seed + 2);
+  const std::vector<float> beta = uniform_floats(features, -0.5f, 0.5f, seed + 3);
+  std::vector<float> y(count), mean(features), invstd(features), rm(features, 0.0f), rv(features, 1.0f);
+  ref::batch_norm_forward_training<float>(rows, features, kBatchNormMomentum, kBatchNormEps, h.data(), gamma.data(),
+                                          beta.data(), y.data(), mean.data(), invstd.data(), rm.data(), rv.data());
+  ref::activation_forward<float>(static_cast<int64_t>(count), activation, slope, y.data());
+
+  std::vector<float> dyp = dy, dh_ref(count), dgamma_ref(features), dbeta_ref(features);
+  ref::activation_backward<float>(static_cast<int64_t>(count), activation, slope, y.data(), dyp.data());
+  ref::batch_norm_backward<float>(rows, features, h.data(), gamma.data(), mean.data(), invstd.data(), dyp.data(),
+                                  dh_ref.data(), dgamma_ref.data(), dbeta_ref.data());
+
+  const AdamHyper hyper = adam_hyper("adam");
+  const std::vector<AdamCoefficients<float>> coefficients{adam_coefficients<float>(hyper, 3)};
+  const AdamState gamma_start = adam_state(gamma, seed + 4), beta_start = adam_state(beta, seed + 5);
+  AdamState g = gamma_start, bt = beta_start;
+  std::vector<float> dh(count, kNaN), dgamma(features, kNaN), dbeta(features, kNaN);
+  BatchNormBackward b{rows,        features,    activation,  slope,       h.data(),  y.data(), dy.data(),
+                      mean.data(), invstd.data(), g.params.data(), bt.params.data(), dh.data(), dgamma.data(),
+                      dbeta.data(), {}};
+  if (adam) b.adam = AdamEpilogue{coefficients.data(), g.m.data(), g.v.data(), bt.m.data(), bt.v.data()};
+  batch_norm_backward(b, nullptr);
+
+  // Sums of magnitudes bound the double sums' and the float formula's roundings.
+  std::vector<double> sum_dy(features, 0.0), sum_dy_xhat(features, 0.0);
+  for (int r = 0; r < rows; ++r)
+    for (int f = 0; f < features; ++f) {
+      const size_t i = static_cast<size_t>(r) * features + f;
+      sum_dy[f] += std::fabs(dyp[i]);
+      sum_dy_xhat[f] += std::fabs(dyp[i] * (h[i] - mean[f]) * invstd[f]);
+    }
+  std::vector<double> dh_scale(count);
+  for (int r = 0; r < rows; ++r)
+    for (int f = 0; f < features; ++f) {
+      const size_t i = static_cast<size_t>(r) * features + f;
+      const double xhat = std::fabs((h[i] - mean[f]) * invstd[f]);
+      dh_scale[i] = std::fabs(gamma[f] * invstd[f]) * (std::fabs(dyp[i]) + (sum_dy[f] + xhat * sum_dy_xhat[f]) / rows);
+    }
+  EXPECT_TRUE(within_scaled(dh, dh_ref, dh_scale, kTermRoundings)) << "dh";
+  EXPECT_TRUE(within_scaled(dgamma, dgamma_ref, sum_dy_xhat, kTermRoundings)) << "dgamma";
+  EXPECT_TRUE(within_scaled(dbeta, dbeta_ref, sum_dy, kTermRoundings)) << "dbeta";
+  if (adam) {
+    expect_adam_update("gamma", hyper, 3, dgamma, gamma_start, g);
+    expect_adam_update("beta", hyper, 3, dbeta, beta_start, bt);
+  } else {
+    EXPECT_TRUE(bitwise_equal(g.params, gamma) && bitwise_equal(bt.params, beta)) << "without Adam, gamma and beta stay";
+  }
+}
+
+TEST(BatchNormBackward, MatchesReference) {
+  uint32_t seed = 9500;
+  check_batch_norm_backward(2, 7, Activation::kLeakyReLU, 0.2f, false, seed += 10);
+  check_batch_norm_backward(33, 40, Activation::kReLU, 0.0f, true, seed += 10);
+  check_batch_norm_backward(97, 65, Activation::kLeakyReLU, 0.1f, true, seed += 10);
+  if (!quick()) {
+    check_batch_norm_backward(144, 392, Activation::kLeakyReLU, 0.1f, true, seed += 10);
+    check_batch_norm_backward(129, 1, Activation::kLeakyReLU, 0.01f, false, seed += 10);
+  }
+}
+
 // ---- the launchers' checks -------------------------------------------------------------------------
 
 // A launch with exactly the workspace it needs runs; with no workspace, one float short (where it
@@ -1314,6 +1527,15 @@ TEST_P(FusedEpilogues, TooSmallAWorkspaceIsAnError) {
                                f.reparam = ReparamEpilogue{c.out / 2, 1, stream.data(), eps.data(), z.data()};
                                linear_forward(f, p, ws, nullptr);
                              });
+    expect_workspace_checked("forward with BatchNorm", forward.floats, forward.counters, [&](GemmWorkspace ws) {
+      std::vector<float> gamma(c.out, 1.0f), beta(c.out, 0.0f), running_mean(c.out, 0.0f), running_var(c.out, 1.0f),
+          pre(d.dy.size()), batch_mean(c.out), batch_invstd(c.out);
+      LinearForward f = forward_of(c, d, y.data());
+      f.batch_norm = BatchNormEpilogue{true,          kBatchNormMomentum,  kBatchNormEps,       gamma.data(),
+                                       beta.data(),   running_mean.data(), running_var.data(), pre.data(),
+                                       batch_mean.data(), batch_invstd.data()};
+      linear_forward(f, p, ws, nullptr);
+    });
     expect_workspace_checked("backward", backward.floats, backward.counters, [&](GemmWorkspace ws) {
       linear_backward(backward_of(c, d, w, b, y.data(), d.dy.data(), dx.data(), dw.data(), db.data()), p, ws, nullptr);
     });
@@ -1376,6 +1598,23 @@ TEST(FusedLaunchers, RejectBadCombinations) {
   forward_refused(empty, "an epilogue on an empty batch");
   LinearForward negative = forward_of({5, 13, -6, false}, d, y.data());
   forward_refused(negative, "a negative size");
+  std::vector<float> gamma(c.out, 1.0f), beta(c.out, 0.0f), running_mean(c.out, 0.0f), running_var(c.out, 1.0f),
+      pre(d.dy.size(), kNaN), batch_mean(c.out, kNaN), batch_invstd(c.out, kNaN);
+  const BatchNormEpilogue batch_norm{true,          kBatchNormMomentum,  kBatchNormEps,       gamma.data(),
+                                     beta.data(),   running_mean.data(), running_var.data(), pre.data(),
+                                     batch_mean.data(), batch_invstd.data()};
+  LinearForward one_row_norm = forward_of({1, 13, 6, false}, d, y.data());
+  one_row_norm.batch_norm = batch_norm;
+  forward_refused(one_row_norm, "BatchNorm in training on one row");
+  LinearForward output_norm = forward_of(c, d, y.data());
+  output_norm.batch_norm = batch_norm;
+  output_norm.loss = loss;
+  forward_refused(output_norm, "BatchNorm on the output layer");
+  LinearForward no_stats = forward_of(c, d, y.data());
+  no_stats.batch_norm = batch_norm;
+  no_stats.batch_norm.batch_invstd = nullptr;
+  forward_refused(no_stats, "BatchNorm in training with nowhere for the batch's statistics");
+  for (float v : pre) ASSERT_TRUE(std::isnan(v)) << "a refused launch wrote h";
   for (float v : y) ASSERT_TRUE(std::isnan(v)) << "a refused launch wrote y";
   for (float v : z) ASSERT_TRUE(std::isnan(v)) << "a refused launch wrote z";
   EXPECT_EQ(step[0], 3) << "a refused launch advanced the step";
