@@ -26,13 +26,8 @@ struct ProfiledStepOps : cuda::StepOps {
 }  // namespace
 
 std::string cuda_backend_limitation(const ModelConfig& model) {
-  std::vector<std::string> missing;
-  if (model.batch_norm) missing.push_back("BatchNorm1d");
-  if (model.activation != Activation::kReLU) missing.push_back("LeakyReLU");
-  if (model.likelihood != Likelihood::kBernoulli) missing.push_back("the Gaussian likelihood");
-  if (model.encoder_output > 0) missing.push_back("--encoder-output");
-  if (missing.empty()) return "";
-  return fmt::format("the CUDA backend does not run {} yet", fmt::join(missing, ", "));
+  (void)model;  // every option of ModelConfig runs on the fused launches now
+  return "";
 }
 
 CudaBackend::CudaBackend(const TrainConfig& config, const MnistSplit& train, const MnistSplit& test)
@@ -54,6 +49,10 @@ CudaBackend::CudaBackend(const TrainConfig& config, const MnistSplit& train, con
   std::vector<float> initial(static_cast<size_t>(layout_.total), 0.0f);
   init_params(layout_, config.seed, initial.data());
   params_ = DeviceBuffer<float>(initial);
+  // BatchNorm's running statistics (one float when there are none, so the buffer is never empty).
+  std::vector<float> running(static_cast<size_t>(std::max<int64_t>(layout_.running_total, 1)), 0.0f);
+  init_running_stats(layout_, running.data());
+  running_stats_ = DeviceBuffer<float>(running);
   for (auto* buffer : {&grads_, &adam_m_, &adam_v_}) {
     *buffer = DeviceBuffer<float>(initial.size());
     buffer->zero();
@@ -131,6 +130,7 @@ cuda::StepOps CudaBackend::step_ops(const uint8_t* pixels, double* totals, long 
       .adam_m = adam_m_.data(),
       .adam_v = adam_v_.data(),
       .activations = workspace_.data(),
+      .running_stats = running_stats_.data(),
       .gemm = gemm_workspace_,
       .loss_scratch = loss_scratch_.data(),
       .totals = totals,
@@ -142,6 +142,8 @@ cuda::StepOps CudaBackend::step_ops(const uint8_t* pixels, double* totals, long 
       .precision = config_.precision,
       .seed = config_.seed,
       .beta = config_.model.beta,
+      .likelihood = config_.model.likelihood,
+      .alpha = config_.model.alpha,
       .adam = config_.adam,
       .stream = compute_,
   };
@@ -285,12 +287,23 @@ std::optional<TrainingBackend::Snapshot> CudaBackend::take_snapshot() {
 
 TrainingState CudaBackend::state() {
   VAE_CUDA_CHECK(cudaStreamSynchronize(compute_));
-  return TrainingState{params_.download(), adam_m_.download(), adam_v_.download(), {}, steps_enqueued_};
+  std::vector<float> running;
+  if (layout_.running_total > 0) {
+    running = running_stats_.download();
+    running.resize(static_cast<size_t>(layout_.running_total));
+  }
+  return TrainingState{params_.download(), adam_m_.download(), adam_v_.download(), std::move(running),
+                       steps_enqueued_};
 }
 
 void CudaBackend::restore(const TrainingState& state) {
+  if (state.params.size() != params_.size() || state.adam_m.size() != params_.size() ||
+      state.adam_v.size() != params_.size() ||
+      state.running_stats.size() != static_cast<size_t>(layout_.running_total))
+    throw Error("restore: the state does not match this model's layout");
   VAE_CUDA_CHECK(cudaStreamSynchronize(compute_));
   params_.upload(state.params);
+  if (layout_.running_total > 0) running_stats_.upload(state.running_stats);
   adam_m_.upload(state.adam_m);
   adam_v_.upload(state.adam_v);
   step_.upload({state.step});

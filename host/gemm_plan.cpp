@@ -47,7 +47,8 @@ ForwardPlan plan_linear_forward(int rows, int in, int out, Precision precision, 
   plan.gemm = plan_gemm(rows, out, in, precision, sm_count);
   plan.row_counters = plan.gemm.tile_counters;
   plan.batch_counter = plan.row_counters + plan.gemm.grid_m;
-  plan.counters = plan.batch_counter + 1;
+  plan.column_counters = plan.batch_counter + 1;
+  plan.counters = plan.column_counters + plan.gemm.grid_n;
   plan.floats = plan.gemm.workspace_floats;
   return plan;
 }

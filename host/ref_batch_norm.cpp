@@ -27,14 +27,14 @@ void batch_norm_forward_training(int rows, int features, T momentum, T eps, cons
       squares += d * d;
     }
     const double var = squares / rows;
-    const T invstd = static_cast<T>(1.0 / std::sqrt(var + static_cast<double>(eps)));
+    const T invstd = batch_norm_batch_invstd<T>(var, eps);
     batch_mean[f] = static_cast<T>(mean);
     batch_invstd[f] = invstd;
-    running_mean[f] = static_cast<T>((1.0 - momentum) * running_mean[f] + momentum * mean);
-    running_var[f] = static_cast<T>((1.0 - momentum) * running_var[f] + momentum * (squares / (rows - 1)));
+    running_mean[f] = batch_norm_running_update(running_mean[f], mean, momentum);
+    running_var[f] = batch_norm_running_update(running_var[f], squares / (rows - 1), momentum);
     for (int r = 0; r < rows; ++r) {
       const int64_t i = static_cast<int64_t>(r) * features + f;
-      y[i] = (x[i] - batch_mean[f]) * invstd * gamma[f] + beta[f];
+      y[i] = batch_norm_output(x[i], batch_mean[f], invstd, gamma[f], beta[f]);
     }
   }
 }
@@ -46,8 +46,7 @@ void batch_norm_forward_eval(int rows, int features, T eps, const T* x, const T*
   for (int r = 0; r < rows; ++r)
     for (int f = 0; f < features; ++f) {
       const int64_t i = static_cast<int64_t>(r) * features + f;
-      const T invstd = T(1) / fsqrt(running_var[f] + eps);
-      y[i] = (x[i] - running_mean[f]) * invstd * gamma[f] + beta[f];
+      y[i] = batch_norm_output(x[i], running_mean[f], batch_norm_eval_invstd(running_var[f], eps), gamma[f], beta[f]);
     }
 }
 
@@ -60,7 +59,7 @@ void batch_norm_backward(int rows, int features, const T* x, const T* gamma, con
     for (int r = 0; r < rows; ++r) {
       const int64_t i = static_cast<int64_t>(r) * features + f;
       sum_dy += dy[i];
-      sum_dy_xhat += static_cast<double>(dy[i]) * ((x[i] - batch_mean[f]) * batch_invstd[f]);
+      sum_dy_xhat += static_cast<double>(dy[i]) * batch_norm_normalise(x[i], batch_mean[f], batch_invstd[f]);
     }
     dgamma[f] = static_cast<T>(sum_dy_xhat);
     dbeta[f] = static_cast<T>(sum_dy);
@@ -68,8 +67,8 @@ void batch_norm_backward(int rows, int features, const T* x, const T* gamma, con
     const T scale = gamma[f] * batch_invstd[f];
     for (int r = 0; r < rows; ++r) {
       const int64_t i = static_cast<int64_t>(r) * features + f;
-      const T xhat = (x[i] - batch_mean[f]) * batch_invstd[f];
-      dx[i] = scale * (dy[i] - mean_dy - xhat * mean_dy_xhat);
+      dx[i] = batch_norm_input_grad(dy[i], batch_norm_normalise(x[i], batch_mean[f], batch_invstd[f]), mean_dy,
+                                    mean_dy_xhat, scale);
     }
   }
 }

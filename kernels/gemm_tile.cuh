@@ -16,32 +16,61 @@
 
 namespace vae::cuda::gemm {
 
+// What happens to an operand's elements as they are loaded. uint8 data are pixels, read as
+// value / 255, or on [-1, 1] (pixel_to_signed) with signed_pixels. activation_output, when set, is
+// the output of an activation at the same index, and each element (a gradient at that output)
+// becomes activation_grad(activation, negative_slope, element, output): the activation's backward,
+// fused into the load.
+struct LoadTransform {
+  const float* activation_output = nullptr;
+  Activation activation = Activation::kIdentity;
+  float negative_slope = 0.0f;
+  bool signed_pixels = false;
+};
+
+// The pixels' load: on [0, 1], or on [-1, 1] with signed_pixels.
+inline LoadTransform pixel_load(bool signed_pixels) {
+  LoadTransform load;
+  load.signed_pixels = signed_pixels;
+  return load;
+}
+// The load of a gradient at an activation's output y (none for kIdentity).
+inline LoadTransform activation_backward_load(Activation activation, float negative_slope, const float* y) {
+  LoadTransform load;
+  if (activation != Activation::kIdentity) {
+    load.activation_output = y;
+    load.activation = activation;
+    load.negative_slope = negative_slope;
+  }
+  return load;
+}
+
 // One GEMM operand. A is [M x K], B is [K x N]. With contiguous K, A(m, k) = data[m * ld + k] and
 // B(k, n) = data[n * ld + k]; otherwise A(m, k) = data[k * ld + m] and B(k, n) = data[k * ld + n].
-// uint8 data are pixels, read as value / 255. relu_output, when set, masks each element by
-// (relu_output > 0) at the same index: the ReLU backward, fused into the load. kReadOnly: the data do
-// not change while the kernel runs, so vector loads may go through the non-coherent read-only cache
-// (__ldg); an operand that a later block of the same launch writes (the weight Adam updates in the
-// backward) must not.
+// kReadOnly: the data do not change while the kernel runs, so vector loads may go through the
+// non-coherent read-only cache (__ldg); an operand that a later block of the same launch writes (the
+// weight Adam updates in the backward) must not.
 template <typename T, bool kReadOnly_ = true>
 struct Operand {
   static constexpr bool kReadOnly = kReadOnly_;
   const T* data;
-  const float* relu_output;
+  LoadTransform load;
   int64_t ld;
   bool vector_ok;  // ld % 4 == 0 and the pointers aligned for 4-element loads
 };
 
 template <typename T, bool kReadOnly = true>
-Operand<T, kReadOnly> make_operand(const T* data, const float* relu_output, int64_t ld) {
+Operand<T, kReadOnly> make_operand(const T* data, int64_t ld, LoadTransform load = {}) {
   auto aligned = [](const void* p, uintptr_t bytes) { return reinterpret_cast<uintptr_t>(p) % bytes == 0; };
   const bool vector_ok = ld % 4 == 0 && aligned(data, 4 * sizeof(T)) &&
-                         (relu_output == nullptr || aligned(relu_output, 4 * sizeof(float)));
-  return Operand<T, kReadOnly>{data, relu_output, ld, vector_ok};
+                         (load.activation_output == nullptr || aligned(load.activation_output, 4 * sizeof(float)));
+  return Operand<T, kReadOnly>{data, load, ld, vector_ok};
 }
 
-__device__ __forceinline__ float to_float(float v) { return v; }
-__device__ __forceinline__ float to_float(uint8_t v) { return pixel_to_unit(v); }
+__device__ __forceinline__ float to_float(float v, bool /*signed_pixels*/) { return v; }
+__device__ __forceinline__ float to_float(uint8_t v, bool signed_pixels) {
+  return signed_pixels ? pixel_to_signed(v) : pixel_to_unit(v);
+}
 
 template <bool kReadOnly, typename V>
 __device__ __forceinline__ V load_vector(const V* p) {
@@ -51,14 +80,21 @@ __device__ __forceinline__ V load_vector(const V* p) {
     return *p;
 }
 template <bool kReadOnly>
-__device__ __forceinline__ void load4(const float* p, float (&v)[4]) {
+__device__ __forceinline__ void load4(const float* p, float (&v)[4], bool /*signed_pixels*/ = false) {
   const float4 q = load_vector<kReadOnly>(reinterpret_cast<const float4*>(p));
   v[0] = q.x, v[1] = q.y, v[2] = q.z, v[3] = q.w;
 }
 template <bool kReadOnly>
-__device__ __forceinline__ void load4(const uint8_t* p, float (&v)[4]) {
+__device__ __forceinline__ void load4(const uint8_t* p, float (&v)[4], bool signed_pixels) {
   const uchar4 q = load_vector<kReadOnly>(reinterpret_cast<const uchar4*>(p));
-  v[0] = to_float(q.x), v[1] = to_float(q.y), v[2] = to_float(q.z), v[3] = to_float(q.w);
+  v[0] = to_float(q.x, signed_pixels), v[1] = to_float(q.y, signed_pixels), v[2] = to_float(q.z, signed_pixels),
+  v[3] = to_float(q.w, signed_pixels);
+}
+
+// The activation's backward on a loaded gradient; ReLU's mask spelled out, so the default model's
+// load stays one compare.
+__device__ __forceinline__ float masked(const LoadTransform& t, float dy, float y) {
+  return t.activation == Activation::kReLU ? relu_grad(dy, y) : activation_grad(t.activation, t.negative_slope, dy, y);
 }
 
 // Loads an outer x inner tile of `op` (inner = the contiguous dimension) starting at (outer0,
@@ -75,16 +111,16 @@ __device__ __forceinline__ void load_tile(const Op& op, int64_t outer0, int64_t 
     if (go < outer_limit) {
       const int64_t base = go * op.ld + gi;
       if (op.vector_ok && gi + 4 <= inner_limit) {
-        load4<Op::kReadOnly>(op.data + base, v);
-        if (op.relu_output != nullptr) {
+        load4<Op::kReadOnly>(op.data + base, v, op.load.signed_pixels);
+        if (op.load.activation_output != nullptr) {
           float y[4];
-          load4<Op::kReadOnly>(op.relu_output + base, y);
-          for (int e = 0; e < 4; ++e) v[e] = relu_grad(v[e], y[e]);
+          load4<Op::kReadOnly>(op.load.activation_output + base, y);
+          for (int e = 0; e < 4; ++e) v[e] = masked(op.load, v[e], y[e]);
         }
       } else {
         for (int e = 0; e < 4 && gi + e < inner_limit; ++e) {
-          v[e] = to_float(op.data[base + e]);
-          if (op.relu_output != nullptr) v[e] = relu_grad(v[e], op.relu_output[base + e]);
+          v[e] = to_float(op.data[base + e], op.load.signed_pixels);
+          if (op.load.activation_output != nullptr) v[e] = masked(op.load, v[e], op.load.activation_output[base + e]);
         }
       }
     }

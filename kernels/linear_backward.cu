@@ -1,5 +1,5 @@
 // A linear layer's backward in one launch: blocks of one grid take either tiles of the input gradient
-// dx = mask(dy) · W or tiles of the weight gradient dW = mask(dy)ᵀ · x, the bias gradient is summed by
+// dx = mask(dy) · W or tiles of the weight gradient dW = mask(dy)ᵀ · x (mask: the activation's backward), the bias gradient is summed by
 // the blocks of dW's first column of tiles, and Adam updates each tile of W and b as soon as its
 // gradient is complete and no block still reads W. On the first decoder layer, dx is dz and the
 // epilogue also writes d(mu ‖ logvar): the reparameterisation's backward plus beta times the KL
@@ -36,7 +36,7 @@ struct BackwardArgs {
   ProductGrid dx_grid, dw_grid;
   unsigned dx_blocks;
   const float* dy;
-  const float* mask;  // the layer's output y when it has a ReLU, else null
+  gemm::LoadTransform mask;  // the activation's backward from the layer's output y, when it has one
   float* weight;
   float* bias;
   float* dx;
@@ -125,7 +125,7 @@ __device__ void weight_gradient_block(const BackwardArgs& p, unsigned index, con
     float grad = 0.0f;
     for (int r = 0; r < p.rows; ++r) {
       const int64_t e = static_cast<int64_t>(r) * p.out + j;
-      grad += p.mask == nullptr ? p.dy[e] : relu_grad(p.dy[e], p.mask[e]);
+      grad += p.mask.activation_output == nullptr ? p.dy[e] : gemm::masked(p.mask, p.dy[e], p.mask.activation_output[e]);
     }
     p.dbias[j] = grad;
     if (adam) {
@@ -175,15 +175,14 @@ __global__ void __launch_bounds__(T::kThreads)
 
 template <class T>
 void launch_backward(const LinearBackward& b, const BackwardArgs& args, unsigned blocks, cudaStream_t stream) {
-  const float* mask = b.relu ? b.y : nullptr;
-  const Operand<float> dy_rows = gemm::make_operand(b.dy, mask, b.out);
-  const WeightOperand weight = gemm::make_operand<float, false>(b.weight, nullptr, b.in);
+  const Operand<float> dy_rows = gemm::make_operand(b.dy, b.out, args.mask);
+  const WeightOperand weight = gemm::make_operand<float, false>(b.weight, b.in);
   if (b.pixels != nullptr)
     launch_kernel(linear_backward_kernel<T, uint8_t>, blocks, T::kThreads, stream, args, dy_rows, weight, dy_rows,
-                  gemm::make_operand(b.pixels, nullptr, b.in));
+                  gemm::make_operand(b.pixels, b.in, gemm::pixel_load(b.signed_pixels)));
   else
     launch_kernel(linear_backward_kernel<T, float>, blocks, T::kThreads, stream, args, dy_rows, weight, dy_rows,
-                  gemm::make_operand(b.x, nullptr, b.in));
+                  gemm::make_operand(b.x, b.in));
 }
 
 void check(bool ok, const char* what) {
@@ -218,7 +217,7 @@ void linear_backward(const LinearBackward& b, Precision precision, GemmWorkspace
                                        workspace.tile_counters + plan.dw_counters),
                           static_cast<unsigned>(plan.dx_blocks),
                           b.dy,
-                          b.relu ? b.y : nullptr,
+                          gemm::activation_backward_load(b.activation, b.negative_slope, b.y),
                           b.weight,
                           b.bias,
                           b.dx,

@@ -57,7 +57,8 @@ TEST(GemmPlan, ShortKIsNeverSplitBeyondItsTiles) {
   expect_valid(p, 128, 40, 20);
 }
 
-// The forward launch's counters: split-K's per tile, then one per row of tiles, then the batch's.
+// The forward launch's counters: split-K's per tile, then one per row of tiles, then the batch's,
+// then one per column of tiles (BatchNorm's).
 TEST(LayerPlan, ForwardCountersFollowTheSplitKCounters) {
   for (int rows : {1, 97, 128, 4096})
     for (auto [in, out] : {std::pair{784, 400}, {400, 40}, {400, 784}}) {
@@ -65,7 +66,8 @@ TEST(LayerPlan, ForwardCountersFollowTheSplitKCounters) {
       expect_valid(f.gemm, rows, out, in);
       EXPECT_EQ(f.row_counters, f.gemm.tile_counters);
       EXPECT_EQ(f.batch_counter, f.row_counters + f.gemm.grid_m);
-      EXPECT_EQ(f.counters, f.batch_counter + 1);
+      EXPECT_EQ(f.column_counters, f.batch_counter + 1);
+      EXPECT_EQ(f.counters, f.column_counters + f.gemm.grid_n);
       EXPECT_EQ(f.floats, f.gemm.workspace_floats);
     }
 }

@@ -14,11 +14,6 @@
 
 namespace vae {
 
-// p(x | z): kBernoulli is BCE-with-logits against x / 255, summed over the pixels and over the batch
-// (PyTorch's VAE example); kGaussian is a Tanh output against data on [-1, 1] with alpha times the
-// squared error averaged over the pixels, and the loss averaged over the batch (the seed's VAE).
-enum class Likelihood { kBernoulli, kGaussian };
-
 struct ModelConfig {
   int input = 784;                 // pixels per image
   std::vector<int> hidden = {400};  // encoder widths; the decoder mirrors them
@@ -43,9 +38,10 @@ inline constexpr float kBatchNormEps = 1e-5f;
 
 // The factor the loss's gradient is taken at for a batch of `rows` images: 1 for the Bernoulli
 // likelihood's sum over the batch, 1 / rows for the Gaussian one's mean.
-inline double loss_gradient_scale(const ModelConfig& model, int rows) {
-  return model.likelihood == Likelihood::kGaussian ? 1.0 / rows : 1.0;
+inline double loss_gradient_scale(Likelihood likelihood, int rows) {
+  return likelihood == Likelihood::kGaussian ? 1.0 / rows : 1.0;
 }
+inline double loss_gradient_scale(const ModelConfig& model, int rows) { return loss_gradient_scale(model.likelihood, rows); }
 
 enum class DeviceChoice { kAuto, kCpu, kCuda };
 

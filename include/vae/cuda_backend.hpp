@@ -20,8 +20,8 @@
 
 namespace vae {
 
-// Why the CUDA backend cannot train this model yet, in a phrase ("the CUDA backend does not run
-// BatchNorm1d yet"); empty when it can. Its kernels fuse ReLU and the Bernoulli loss only so far.
+// Why the CUDA backend cannot train this model yet, in a phrase; empty when it can, which is now
+// every model ModelConfig describes (kept for the CLI's device choice and for options to come).
 std::string cuda_backend_limitation(const ModelConfig& model);
 
 class CudaBackend : public TrainingBackend {
@@ -72,6 +72,7 @@ class CudaBackend : public TrainingBackend {
   // One allocation each, as the design asks: parameters, gradients, Adam's two moments, activations
   // (with the GEMM split-K scratch at their end).
   DeviceBuffer<float> params_, grads_, adam_m_, adam_v_, workspace_;
+  DeviceBuffer<float> running_stats_;  // BatchNorm's running means and variances (ParamLayout::running_total)
   ActivationLayout activations_;  // the start of workspace_
   DeviceBuffer<unsigned> tile_counters_;  // the layer kernels' hand-over counters
   cuda::GemmWorkspace gemm_workspace_;

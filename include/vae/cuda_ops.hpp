@@ -60,25 +60,50 @@ struct ReparamEpilogue {
 };
 
 // On the output layer's forward, whose output is the logits [rows, pixels]: what bce_kl_loss
-// computes, with the same meaning of every argument. scratch holds loss_scratch_doubles(rows,
-// pixels) doubles; on return its first 2 * rows are each row's BCE and KL sums, as bce_kl_loss's
-// row_scratch. Enabled when totals is set.
+// computes (kBernoulli) or gaussian_kl_loss (kGaussian: the logits are the Tanh's pre-activations,
+// the targets the pixels on [-1, 1]), with the same meaning of every argument. scratch holds
+// loss_scratch_doubles(rows, pixels) doubles; on return its first 2 * rows are each row's
+// reconstruction and KL sums, as the reference's row_scratch. Enabled when totals is set.
 struct LossEpilogue {
   const uint8_t* target = nullptr;     // the batch's pixels [rows, pixels]
   const float* mu_logvar = nullptr;    // [rows, 2 * latent]
   int latent = 0;
   float* dlogits = nullptr;            // null: the sums only (evaluation)
   double* scratch = nullptr;
-  double* totals = nullptr;            // [bce, kl], this batch's sums added
+  double* totals = nullptr;            // [reconstruction, kl], this batch's sums added
   NonfiniteGuard guard{};
+  Likelihood likelihood = Likelihood::kBernoulli;
+  float alpha = 1.0f;       // kGaussian: the weight of each row's mean squared error
+  float grad_scale = 1.0f;  // kGaussian: dlogits is taken at this factor (loss_gradient_scale, 1 / rows)
 };
 int64_t loss_scratch_doubles(int rows, int pixels);
 
-// y = x · Wᵀ + b (+ReLU), x [rows, in] either float or the uint8 pixels (scaled by 1/255 as they
-// are loaded; exactly one of x and pixels is set), W [out, in], y [rows, out].
+// On a hidden layer with BatchNorm1d (after the linear part, before the activation): h = x · Wᵀ + b
+// goes to pre, and y = activation(gamma (h - mean) invstd + beta) to the layer's y. In training the
+// mean and biased variance of each feature over the batch are summed in double, in row order, by the
+// last block of each column of tiles to finish (what batch_norm_forward_training computes, into
+// batch_mean and batch_invstd; the running statistics moved by momentum with the unbiased
+// variance); in evaluation the running statistics are used and left alone. Enabled when gamma is set.
+struct BatchNormEpilogue {
+  bool training = false;  // needs rows >= 2
+  float momentum = 0.1f, eps = 1e-5f;
+  const float* gamma = nullptr;  // [out]
+  const float* beta = nullptr;   // [out]
+  float* running_mean = nullptr;  // [out]
+  float* running_var = nullptr;   // [out]
+  float* pre = nullptr;           // h [rows, out]
+  float* batch_mean = nullptr;    // [out], training
+  float* batch_invstd = nullptr;  // [out], training
+};
+
+// y = activation(x · Wᵀ + b), x [rows, in] either float or the uint8 pixels (scaled by 1/255 as
+// they are loaded, or to [-1, 1] by pixel_to_signed with signed_pixels; exactly one of x and pixels
+// is set), W [out, in], y [rows, out].
 struct LinearForward {
   int rows = 0, in = 0, out = 0;
-  bool relu = false;
+  Activation activation = Activation::kIdentity;
+  float negative_slope = 0.0f;  // kLeakyReLU's
+  bool signed_pixels = false;   // the Gaussian likelihood's data: pixels on [-1, 1]
   const float* x = nullptr;
   const uint8_t* pixels = nullptr;
   const float* weight = nullptr;
@@ -87,6 +112,7 @@ struct LinearForward {
   StepAdvance advance{};
   ReparamEpilogue reparam{};
   LossEpilogue loss{};
+  BatchNormEpilogue batch_norm{};
 };
 void linear_forward(const LinearForward& layer, Precision precision, GemmWorkspace workspace, cudaStream_t stream);
 
@@ -111,12 +137,15 @@ struct AdamEpilogue {
   float* bias_v = nullptr;
 };
 
-// Backward given dy [rows, out]; with relu, the mask (y > 0) is applied as dy is loaded, dy itself is
-// not changed. dweight and dbias are overwritten; dx [rows, in] too unless it is null (the first
-// layer, whose input is the pixels, has none).
+// Backward given dy [rows, out]; with an activation, its backward from the output y
+// (activation_grad) is applied as dy is loaded, dy itself is not changed. dweight and dbias are
+// overwritten; dx [rows, in] too unless it is null (the first layer, whose input is the pixels, has
+// none). The pixels are read as the forward read them (signed_pixels).
 struct LinearBackward {
   int rows = 0, in = 0, out = 0;
-  bool relu = false;
+  Activation activation = Activation::kIdentity;
+  float negative_slope = 0.0f;
+  bool signed_pixels = false;
   const float* x = nullptr;
   const uint8_t* pixels = nullptr;
   float* weight = nullptr;
@@ -130,6 +159,31 @@ struct LinearBackward {
   AdamEpilogue adam{};
 };
 void linear_backward(const LinearBackward& layer, Precision precision, GemmWorkspace workspace, cudaStream_t stream);
+
+// ---- BatchNorm1d's backward (kernels/batch_norm.cu) ----------------------------------------------
+// The one launch a BatchNorm layer adds to a training step, before its linear backward: from
+// dy = dL/dy at the activation's output y, per feature, g = activation_grad(dy, y), then what
+// batch_norm_backward computes from g: dh = dL/dh [rows, features] (the linear backward's dy, with no
+// activation), dgamma and dbeta (overwritten), the sums over rows in double and in a fixed order.
+// With adam.coefficients set, Adam then updates gamma and beta in place (adam's weight_m/v are
+// gamma's moments, bias_m/v beta's). Needs the batch's mean and invstd from the training forward.
+struct BatchNormBackward {
+  int rows = 0, features = 0;
+  Activation activation = Activation::kIdentity;
+  float negative_slope = 0.0f;
+  const float* h = nullptr;             // the linear part's output [rows, features]
+  const float* y = nullptr;             // the activation's output [rows, features]
+  const float* dy = nullptr;            // dL/dy [rows, features]
+  const float* batch_mean = nullptr;    // [features]
+  const float* batch_invstd = nullptr;  // [features]
+  float* gamma = nullptr;
+  float* beta = nullptr;
+  float* dh = nullptr;
+  float* dgamma = nullptr;
+  float* dbeta = nullptr;
+  AdamEpilogue adam{};
+};
+void batch_norm_backward(const BatchNormBackward& b, cudaStream_t stream);
 
 // ---- the step's other ops, one launch each --------------------------------------------------
 // The fused step above does their work in its epilogues; these standalone kernels remain for the

@@ -8,6 +8,7 @@
 #include <cstdint>
 
 #include "vae/activation_layout.hpp"
+#include "vae/config.hpp"
 #include "vae/cuda_ops.hpp"
 #include "vae/element_math.hpp"
 #include "vae/layout.hpp"
@@ -19,7 +20,9 @@ namespace vae::cuda {
 // It owns nothing: every pointer is device memory (host memory under emulation) that outlives it,
 // and every buffer is sized for act_layout->rows images. The step number and the noise stream are
 // read from device memory, so one enqueued step can be captured in a graph and replayed. Each op is
-// one launch: a training step is one forward and one backward launch per layer.
+// one launch, but for a BatchNorm layer's backward, which is two: a training step is one forward and
+// one backward launch per layer, and one more per BatchNorm layer (its backward; its forward rides
+// on the layer's forward launch).
 struct StepOps {
   const ParamLayout* param_layout = nullptr;
   const ActivationLayout* act_layout = nullptr;
@@ -29,6 +32,7 @@ struct StepOps {
   float* adam_m = nullptr;
   float* adam_v = nullptr;
   float* activations = nullptr;    // [act_layout->total], buffers at the offsets of *act_layout
+  float* running_stats = nullptr;  // BatchNorm's [param_layout->running_total]; null without BatchNorm
   GemmWorkspace gemm{};            // split-K scratch and counters for every layer (model_workspace_size)
   double* loss_scratch = nullptr;  // [loss_scratch_doubles(rows, input)]; first each row's BCE, then KL
   double* totals = nullptr;        // [bce, kl]: each loss adds its batch's sums
@@ -40,6 +44,8 @@ struct StepOps {
   Precision precision = Precision::kFp32;  // of the linear layers' GEMMs
   uint64_t seed = 0;
   float beta = 1.0f;  // weight of the KL term
+  Likelihood likelihood = Likelihood::kBernoulli;  // and with it how the first layer reads the pixels
+  float alpha = 1.0f;                              // kGaussian's weight of the squared error
   AdamHyper adam{};
   cudaStream_t stream = nullptr;
 
@@ -51,12 +57,25 @@ struct StepOps {
     LinearForward f{.rows = rows,
                     .in = l.in,
                     .out = l.out,
-                    .relu = l.relu,
+                    .activation = l.activation,
+                    .negative_slope = l.negative_slope,
+                    .signed_pixels = signed_pixels(),
                     .x = in.images ? nullptr : at(in.x),
                     .pixels = in.images ? pixels : nullptr,
                     .weight = params + l.weight_offset,
                     .bias = params + l.bias_offset,
                     .y = at(act_layout->out[layer])};
+    if (l.batch_norm)
+      f.batch_norm = BatchNormEpilogue{work.training,
+                                       kBatchNormMomentum,
+                                       kBatchNormEps,
+                                       params + l.bn_weight_offset,
+                                       params + l.bn_bias_offset,
+                                       running_stats + l.running_mean_offset,
+                                       running_stats + l.running_var_offset,
+                                       at(act_layout->pre[layer]),
+                                       at(act_layout->batch_mean[layer]),
+                                       at(act_layout->batch_invstd[layer])};
     if (work.begin_step) f.advance = StepAdvance{step, noise_stream, adam, adam_coefficients};
     if (work.reparam) f.reparam = ReparamEpilogue{act_layout->latent, seed, noise_stream, at(act_layout->eps), at(act_layout->z)};
     if (work.loss != step::LossWork::kNone) {
@@ -68,7 +87,10 @@ struct StepOps {
                             work.loss == step::LossWork::kSumsAndGradient ? at(act_layout->grad[layer]) : nullptr,
                             loss_scratch,
                             totals,
-                            guard};
+                            guard,
+                            likelihood,
+                            alpha,
+                            static_cast<float>(loss_gradient_scale(likelihood, rows))};
     }
     cuda::linear_forward(f, precision, gemm, stream);
   }
@@ -76,22 +98,53 @@ struct StepOps {
   void linear_backward(int rows, int layer, step::BackwardWork work) const {
     const LinearSlot& l = param_layout->layers[layer];
     const LayerInput in = act_layout->input(layer);
+    // A BatchNorm layer: its backward (with the activation's) first, in a launch of its own, then
+    // the linear part's from dL/dh with no activation.
+    const float* dy = at(act_layout->grad[layer]);
+    Activation activation = l.activation;
+    if (l.batch_norm) {
+      BatchNormBackward bn{rows,
+                           l.out,
+                           l.activation,
+                           l.negative_slope,
+                           at(act_layout->pre[layer]),
+                           at(act_layout->out[layer]),
+                           dy,
+                           at(act_layout->batch_mean[layer]),
+                           at(act_layout->batch_invstd[layer]),
+                           params + l.bn_weight_offset,
+                           params + l.bn_bias_offset,
+                           at(act_layout->pre_grad[layer]),
+                           grads + l.bn_weight_offset,
+                           grads + l.bn_bias_offset};
+      if (work.optimizer)
+        bn.adam = AdamEpilogue{adam_coefficients, adam_m + l.bn_weight_offset, adam_v + l.bn_weight_offset,
+                               adam_m + l.bn_bias_offset, adam_v + l.bn_bias_offset};
+      cuda::batch_norm_backward(bn, stream);
+      dy = at(act_layout->pre_grad[layer]);
+      activation = Activation::kIdentity;
+    }
     LinearBackward b{.rows = rows,
                      .in = l.in,
                      .out = l.out,
-                     .relu = l.relu,
+                     .activation = activation,
+                     .negative_slope = l.negative_slope,
+                     .signed_pixels = signed_pixels(),
                      .x = in.images ? nullptr : at(in.x),
                      .pixels = in.images ? pixels : nullptr,
                      .weight = params + l.weight_offset,
                      .bias = params + l.bias_offset,
                      .y = at(act_layout->out[layer]),
-                     .dy = at(act_layout->grad[layer]),
+                     .dy = dy,
                      .dx = in.images ? nullptr : at(in.dx),
                      .dweight = grads + l.weight_offset,
                      .dbias = grads + l.bias_offset};
     if (work.reparam) {
       const int head = param_layout->head();
-      b.reparam = ReparamGradEpilogue{act_layout->latent, beta, at(act_layout->out[head]), at(act_layout->eps),
+      // The KL term's gradient at the loss's scale (1 / rows for the Gaussian likelihood's batch mean),
+      // derived as the reference derives it.
+      const float kl_weight = static_cast<float>(beta * loss_gradient_scale(likelihood, rows));
+      b.reparam = ReparamGradEpilogue{act_layout->latent, kl_weight, at(act_layout->out[head]), at(act_layout->eps),
                                       at(act_layout->grad[head])};
     }
     if (work.optimizer)
@@ -100,6 +153,8 @@ struct StepOps {
     cuda::linear_backward(b, precision, gemm, stream);
   }
 
+  // The Gaussian likelihood's data are the pixels on [-1, 1].
+  bool signed_pixels() const { return likelihood == Likelihood::kGaussian; }
   // The workspace buffer at an ActivationLayout offset.
   float* at(int64_t offset) const { return activations + offset; }
 };

@@ -70,6 +70,12 @@ VAE_HD T activation_grad(Activation activation, T negative_slope, T dy, T y) {
   return dy;
 }
 
+// p(x | z): kBernoulli is BCE-with-logits against x / 255, summed over the pixels and over the batch
+// (PyTorch's VAE example); kGaussian is a Tanh output against data on [-1, 1] with alpha times the
+// squared error averaged over the pixels, and the loss averaged over the batch (the seed's VAE).
+// Here beside the formulas of both, which the CUDA loss epilogue chooses between.
+enum class Likelihood { kBernoulli, kGaussian };
+
 // A pixel as the model sees it, x / 255 correctly rounded, as torchvision's ToTensor computes it.
 VAE_HD float pixel_to_unit(uint8_t pixel) { return static_cast<float>(pixel) / 255.0f; }
 
@@ -138,6 +144,39 @@ VAE_HD T reparam_sample(T mu, T logvar, T eps) {
 template <typename T>
 VAE_HD T reparam_grad_logvar(T dz, T logvar, T eps) {
   return dz * eps * T(0.5) * fexp(T(0.5) * logvar);
+}
+
+// BatchNorm1d's per-element steps (Ioffe & Szegedy 2015), in the order of operations both backends
+// use: x̂ = (x - mean) invstd, y = x̂ gamma + beta; with the running statistics in evaluation,
+// invstd = 1 / sqrt(running_var + eps) in float; in training from the batch's biased variance in
+// double, and the running statistics moved by momentum with the unbiased one, as PyTorch moves them.
+template <typename T>
+VAE_HD T batch_norm_normalise(T x, T mean, T invstd) {
+  return (x - mean) * invstd;
+}
+template <typename T>
+VAE_HD T batch_norm_output(T x, T mean, T invstd, T gamma, T beta) {
+  return (x - mean) * invstd * gamma + beta;
+}
+template <typename T>
+VAE_HD T batch_norm_eval_invstd(T running_var, T eps) {
+  return T(1) / fsqrt(running_var + eps);
+}
+// 1 / sqrt(var + eps) from the batch's biased variance (in double).
+template <typename T>
+VAE_HD T batch_norm_batch_invstd(double var, T eps) {
+  return static_cast<T>(1.0 / sqrt(var + static_cast<double>(eps)));
+}
+// running = (1 - momentum) running + momentum stat, in double.
+template <typename T>
+VAE_HD T batch_norm_running_update(T running, double stat, T momentum) {
+  return static_cast<T>((1.0 - momentum) * running + momentum * stat);
+}
+// dL/dx from dy = dL/dy and x̂, given mean_dy = Σdy / rows, mean_dy_xhat = Σ(dy x̂) / rows and
+// scale = gamma invstd.
+template <typename T>
+VAE_HD T batch_norm_input_grad(T dy, T xhat, T mean_dy, T mean_dy_xhat, T scale) {
+  return scale * (dy - mean_dy - xhat * mean_dy_xhat);
 }
 
 // Adam hyper-parameters; decoupled = true gives AdamW (Loshchilov & Hutter) instead of the

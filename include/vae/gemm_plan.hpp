@@ -40,11 +40,13 @@ GemmPlan plan_gemm_shaped(int m, int n, int k, TileShape shape, int sm_count);
 
 // A layer's forward launch (kernels/linear_forward.cu): one GEMM, rows x out over in. Its counters
 // are the split-K tile counters, then one per row of tiles (the loss and the reparameterisation
-// wait for a whole row of tiles), then one for the whole batch (the loss's total).
+// wait for a whole row of tiles), then one for the whole batch (the loss's total), then one per
+// column of tiles (BatchNorm's statistics wait for a whole column).
 struct ForwardPlan {
   GemmPlan gemm;
   int64_t row_counters = 0;    // offset of the per-row-of-tiles counters
   int64_t batch_counter = 0;   // offset of the batch counter
+  int64_t column_counters = 0; // offset of the per-column-of-tiles counters
   int64_t floats = 0, counters = 0;
 };
 ForwardPlan plan_linear_forward(int rows, int in, int out, Precision precision, int sm_count);

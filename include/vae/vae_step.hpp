@@ -17,6 +17,9 @@ struct ForwardWork {
   bool begin_step = false;  // first: advance the step count and this step's noise key
   bool reparam = false;     // after the head: ε and z from its mu ‖ logvar
   LossWork loss = LossWork::kNone;  // after the output layer: the BCE and KL sums, and dL/dlogits
+  // Training mode (a backward follows): BatchNorm normalises by the batch's statistics and moves its
+  // running statistics; otherwise (evaluation, encode, decode) it uses the running statistics.
+  bool training = false;
 };
 // What rides on a layer's backward besides its weight, bias and input gradients.
 struct BackwardWork {
@@ -29,6 +32,8 @@ struct BackwardWork {
 //   const ParamLayout& layout() const
 //   void linear_forward(int rows, int layer, ForwardWork)    the layer's output from its input
 //   void linear_backward(int rows, int layer, BackwardWork)  its gradients from its output gradient
+// A layer is its linear part, its BatchNorm when it has one, and its activation: both ops cover all
+// three (the CUDA adapter launches BatchNorm's backward as a second kernel inside linear_backward).
 // It may also provide `phase(Phase)`, returning a guard that lives while that phase is enqueued
 // (CudaBackend's NVTX ranges); adapters without it get nothing.
 enum class Phase { kForward, kBackward };
@@ -71,7 +76,9 @@ void forward(Ops& ops, int rows, LossWork loss, bool begin_step) {
   [[maybe_unused]] auto guard = detail::enter(ops, Phase::kForward);
   const ParamLayout& layout = ops.layout();
   for (int i = 0; i <= layout.output(); ++i)
-    ops.linear_forward(rows, i, ForwardWork{begin_step && i == 0, i == layout.head(), i == layout.output() ? loss : LossWork::kNone});
+    ops.linear_forward(rows, i,
+                       ForwardWork{begin_step && i == 0, i == layout.head(), i == layout.output() ? loss : LossWork::kNone,
+                                   loss == LossWork::kSumsAndGradient});
 }
 
 // The chain reversed. Every layer's output gradient is complete before its backward runs: dz once

@@ -53,8 +53,8 @@ DEFECTS = [
            "test_emu_linear", "*LinearKernels.MatchReference*/fp32"),
     # The forward launch and its epilogues (linear_forward.cu).
     Defect("relu-drops-nan", "linear_forward.cu",
-           "if (p.relu) value = relu(value);",
-           "if (p.relu) value = value > 0.0f ? value : 0.0f;",
+           "if (p.activation == Activation::kReLU) return relu(value);",
+           "if (p.activation == Activation::kReLU) return value > 0.0f ? value : 0.0f;",
            "test_emu_linear", "*NaN*"),
     Defect("advance-keys-previous-step", "linear_forward.cu",
            "*a.noise_stream = train_stream(static_cast<uint64_t>(next));",
@@ -73,9 +73,25 @@ DEFECTS = [
            "*l.guard.first_bad_step = *l.guard.step;",
            "*l.guard.first_bad_step = *l.guard.step + 1;",
            "test_emu_linear", "*FusedEpilogues.OutputLayerNanGuard*"),
+    # BatchNorm's forward epilogue: the unbiased variance where the biased one normalises, and the
+    # statistics summed by the column's last block by index instead of the last to arrive (right only
+    # when the blocks run in index order).
+    Defect("batch-norm-normalises-by-unbiased-var", "linear_forward.cu",
+           "batch_norm_batch_invstd<float>(squares / p.m, b.eps);",
+           "batch_norm_batch_invstd<float>(squares / (p.m - 1), b.eps);",
+           "test_emu_linear", "*FusedEpilogues.BatchNormForwardMatches*"),
+    Defect("batch-norm-last-block-by-index", "linear_forward.cu",
+           "if (gemm::arrives_last(p.column_counters + blockIdx.x, gridDim.y)) batch_norm_columns<T>(p, at.n0);",
+           "if (blockIdx.y + 1 == gridDim.y) batch_norm_columns<T>(p, at.n0);",
+           "test_emu_linear", "*FusedEpilogues.BatchNormForwardGivesTheSameBits*"),
+    # BatchNorm's backward kernel (batch_norm.cu).
+    Defect("batch-norm-backward-drops-a-lane", "batch_norm.cu",
+           "for (int l = 0; l < kRowLanes; ++l) {",
+           "for (int l = 0; l + 1 < kRowLanes; ++l) {",
+           "test_emu_linear", "*BatchNormBackward*"),
     # The backward launch and its epilogues (linear_backward.cu).
     Defect("bias-grad-ignores-mask", "linear_backward.cu",
-           "grad += p.mask == nullptr ? p.dy[e] : relu_grad(p.dy[e], p.mask[e]);",
+           "grad += p.mask.activation_output == nullptr ? p.dy[e] : gemm::masked(p.mask, p.dy[e], p.mask.activation_output[e]);",
            "grad += p.dy[e];",
            "test_emu_linear", "*LinearKernels.MatchReference*/fp32"),
     Defect("reparam-grad-drops-kl", "linear_backward.cu",

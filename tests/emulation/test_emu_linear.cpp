@@ -4,8 +4,9 @@
 // odd widths and uint8 pixels; a NaN kept by the ReLU and stopped by its mask. Then each epilogue
 // against the composition of the reference ops it replaces: the step's advance, the head's
 // reparameterisation, the output layer's loss (and its NaN guard), the first decoder layer's
-// reparameterisation gradient and Adam on the weights, over partial batches and split-K. After every
-// launch the workspace counters are zero again; same inputs give the same bits; a too-small workspace
+// reparameterisation gradient and Adam on the weights, over partial batches and split-K; the seed
+// model's LeakyReLU, signed pixels, Gaussian loss and BatchNorm (its forward epilogue and its backward
+// kernel, batch_norm.cu). After every launch the workspace counters are zero again; same inputs give the same bits; a too-small workspace
 // and a bad combination of epilogues are errors. Every buffer has its exact size, so ASan sees any overrun.
 #include <gtest/gtest.h>
 
@@ -22,6 +23,7 @@
 
 #include "emulator.hpp"
 #include "kernel_checks.hpp"
+#include "vae/config.hpp"
 #include "vae/cuda_device.hpp"
 #include "vae/cuda_ops.hpp"
 #include "vae/element_math.hpp"
@@ -161,7 +163,7 @@ LayerData random_layer(const LinearCase& c, uint32_t seed) {
 // The launch descriptions with the layer's input (x or its pixels) and parameters filled in, no epilogue.
 LinearForward forward_of(const LinearCase& c, const LayerData& d, float* y) {
   LinearForward f;
-  f.rows = c.rows, f.in = c.in, f.out = c.out, f.relu = c.relu;
+  f.rows = c.rows, f.in = c.in, f.out = c.out, f.activation = c.relu ? Activation::kReLU : Activation::kIdentity;
   if (c.pixels)
     f.pixels = d.pixels.data();
   else
@@ -176,7 +178,7 @@ LinearBackward backward_of(const LinearCase& c, const LayerData& d, std::vector<
                            std::vector<float>& bias, const float* y, const float* dy, float* dx, float* dweight,
                            float* dbias) {
   LinearBackward b;
-  b.rows = c.rows, b.in = c.in, b.out = c.out, b.relu = c.relu;
+  b.rows = c.rows, b.in = c.in, b.out = c.out, b.activation = c.relu ? Activation::kReLU : Activation::kIdentity;
   if (c.pixels)
     b.pixels = d.pixels.data();
   else
@@ -676,6 +678,84 @@ TEST_P(FusedEpilogues, HeadReparameterisationMatchesReference) {
   EXPECT_TRUE(seen.complete());
 }
 
+// ---- the seed model's layers: LeakyReLU, pixels on [-1, 1] ---------------------------------------------
+
+// A hidden layer with LeakyReLU (or ReLU through the same path), and the first layer reading the
+// Gaussian likelihood's pixels on [-1, 1], against the reference's composition: ref::linear_forward
+// then ref::activation_forward; ref::activation_backward then ref::linear_backward.
+struct ActivationCase {
+  LinearCase layer;  // layer.relu unused: the activation is below
+  Activation activation;
+  float negative_slope;
+  bool signed_pixels;
+};
+std::vector<ActivationCase> activation_cases() {
+  const Activation leaky = Activation::kLeakyReLU;
+  if (quick())
+    return {{{33, 64, 40, false}, leaky, 0.2f, false},
+            {{5, 13, 7, false, true}, leaky, 0.01f, true},
+            {{33, 64, 40, false, true}, Activation::kReLU, 0.0f, true}};
+  return {{{33, 64, 40, false}, leaky, 0.2f, false},     {{33, 13, 37, false}, leaky, 0.01f, false},
+          {{130, 66, 65, false}, leaky, 0.1f, false},    {{760, 20, 700, false}, leaky, 0.1f, false},
+          {{144, 392, 196, false}, leaky, 0.1f, false},  {{129, 784, 40, false, true}, leaky, 0.1f, true},
+          {{5, 13, 7, false, true}, leaky, 0.2f, true},  {{33, 64, 40, false, true}, Activation::kReLU, 0.0f, true},
+          {{144, 784, 392, false, true}, leaky, 0.1f, true}};
+}
+
+void check_activation_layer(const ActivationCase& a, Precision p, uint32_t seed, PlansSeen& seen) {
+  const LinearCase& c = a.layer;
+  SCOPED_TRACE(name_of(c) + " " + name_of(p) + (a.activation == Activation::kReLU ? " relu" : " leaky relu") +
+               (a.signed_pixels ? ", signed pixels" : ""));
+  seen.note(plans_of(c, p).forward);
+  LayerData d = random_layer(c, seed);
+  if (a.signed_pixels)
+    for (size_t i = 0; i < d.x.size(); ++i) d.x[i] = pixel_to_signed(d.pixels[i]);
+  const size_t count = static_cast<size_t>(c.rows) * c.out;
+  std::vector<float> ref_y(count);
+  ref::linear_forward<float>(c.rows, c.in, c.out, false, d.x.data(), d.w.data(), d.b.data(), ref_y.data());
+  ref::activation_forward<float>(static_cast<int64_t>(count), a.activation, a.negative_slope, ref_y.data());
+
+  Workspace workspace(c, p);
+  std::vector<float> y(count, kNaN);
+  LinearForward f = forward_of(c, d, y.data());
+  f.activation = a.activation;
+  f.negative_slope = a.negative_slope;
+  f.signed_pixels = a.signed_pixels;
+  run_forward(f, p, workspace);
+  // Both activations are 1-Lipschitz: the product's bound holds for y.
+  EXPECT_TRUE(within_scaled(y, ref_y, forward_scale(c, d), gemm_tolerance(p))) << "y";
+  size_t negative = 0;
+  for (float v : ref_y) negative += v < 0.0f;
+  if (a.activation == Activation::kLeakyReLU) {
+    EXPECT_GT(negative, count / 8) << "negative outputs pass, scaled";
+  }
+
+  // The backward from the reference's y, so that both take the same branch of the mask.
+  const bool with_dx = !c.pixels;
+  ReferenceBackward want{d.dy, std::vector<float>(with_dx ? d.x.size() : 0), std::vector<float>(d.w.size()),
+                         std::vector<float>(c.out)};
+  ref::activation_backward<float>(static_cast<int64_t>(count), a.activation, a.negative_slope, ref_y.data(),
+                                  want.dy_masked.data());
+  ref::linear_backward<float>(c.rows, c.in, c.out, false, d.x.data(), d.w.data(), ref_y.data(), want.dy_masked.data(),
+                              with_dx ? want.dx.data() : nullptr, want.dw.data(), want.db.data());
+  std::vector<float> dx(with_dx ? d.x.size() : 0, kNaN), dw(d.w.size(), kNaN), db(c.out, kNaN);
+  std::vector<float> w = d.w, b = d.b;
+  LinearBackward lb = backward_of(c, d, w, b, ref_y.data(), d.dy.data(), with_dx ? dx.data() : nullptr, dw.data(),
+                                  db.data());
+  lb.activation = a.activation;
+  lb.negative_slope = a.negative_slope;
+  lb.signed_pixels = a.signed_pixels;
+  run_backward(lb, p, workspace);
+  expect_gradients(c, p, d, want, with_dx ? &dx : nullptr, dw, db);
+}
+
+TEST_P(FusedEpilogues, LeakyReluAndSignedPixelsMatchReference) {
+  PlansSeen seen;
+  uint32_t seed = 2500;
+  for (const ActivationCase& a : activation_cases()) check_activation_layer(a, GetParam(), seed += 10, seen);
+  EXPECT_TRUE(seen.complete());
+}
+
 // ---- the output layer: LossEpilogue -----------------------------------------------------------------
 
 struct OutputCase {
@@ -702,6 +782,8 @@ struct LossRun {
   std::vector<float> mu_logvar;
   std::vector<float> y, dlogits;
   std::vector<double> scratch, totals{0.5, 0.25};
+  Likelihood likelihood = Likelihood::kBernoulli;
+  float alpha = 1.0f, grad_scale = 1.0f;  // kGaussian's
   LossRun(const OutputCase& o, uint32_t seed)
       : shape(o),
         layer{o.rows, o.in, o.pixels, false},
@@ -717,7 +799,8 @@ struct LossRun {
                    std::numeric_limits<double>::quiet_NaN());
     LinearForward f = forward_of(layer, data, y.data());
     f.loss = LossEpilogue{target.data(),  mu_logvar.data(), shape.latent, with_dlogits ? dlogits.data() : nullptr,
-                          scratch.data(), totals.data(),    guard};
+                          scratch.data(), totals.data(),    guard,        likelihood,
+                          alpha,          grad_scale};
     run_forward(f, p, workspace);
   }
 };
@@ -843,6 +926,97 @@ TEST_P(FusedEpilogues, OutputLayerNanGuardRecordsTheStep) {
     EXPECT_EQ(first_bad_step[0], 6) << "a later finite batch must not move the record";
   }
   EXPECT_TRUE(seen.split && seen.whole);
+}
+
+// ---- the Gaussian likelihood's loss (the seed's VAE) ------------------------------------------------
+
+// The loss epilogue with the Gaussian likelihood against ref::gaussian_kl_loss on the logits the
+// kernel wrote and the targets on [-1, 1] (pixel_to_signed): dlogits at alpha / pixels / rows, each
+// row's reconstruction (alpha times the mean squared error) and KL sums, the totals.
+void expect_gaussian_loss_matches_reference(const LossRun& run, Precision p, const std::vector<double>& totals_before) {
+  const OutputCase& o = run.shape;
+  EXPECT_TRUE(within_scaled(run.y, reference_forward(run.layer, run.data), forward_scale(run.layer, run.data),
+                            gemm_tolerance(p)))
+      << "logits";
+  std::vector<float> targets(run.count()), ref_dlogits(run.count());
+  for (size_t i = 0; i < targets.size(); ++i) targets[i] = pixel_to_signed(run.target[i]);
+  std::vector<double> ref_rows(2 * static_cast<size_t>(o.rows));
+  const LossSums want =
+      ref::gaussian_kl_loss<float>(o.rows, o.pixels, o.latent, run.alpha, run.grad_scale, run.y.data(), targets.data(),
+                                   run.mu_logvar.data(), ref_dlogits.data(), ref_rows.data());
+  if (!run.dlogits.empty()) {
+    // 2 (tanh(a) - t)(1 - tanh(a)^2) is at most 4 in magnitude; tanhf may differ by an ulp or two.
+    const double weight = std::fabs(run.alpha / static_cast<double>(o.pixels) * run.grad_scale);
+    EXPECT_TRUE(within_scaled(run.dlogits, ref_dlogits, std::vector<double>(run.count(), 8 * weight), kTermRoundings))
+        << "dlogits";
+  }
+  double reconstruction_scale = 0, kl_scale = 0;
+  int row_failures = 0;
+  for (int r = 0; r < o.rows; ++r) {
+    // Each squared error is at most 4; the row's term is alpha times their mean.
+    const double row_scale = 4.0 * run.alpha;
+    double row_kl_scale = 0;
+    const float* stats = run.mu_logvar.data() + static_cast<size_t>(r) * 2 * o.latent;
+    for (int j = 0; j < o.latent; ++j) row_kl_scale += kernel_checks::kl_magnitude(stats[j], stats[o.latent + j]);
+    const bool ok = std::fabs(run.scratch[r] - ref_rows[r]) <= kernel_checks::kLossSumRelative * row_scale &&
+                    std::fabs(run.scratch[o.rows + r] - ref_rows[o.rows + r]) <=
+                        kernel_checks::kLossSumRelative * row_kl_scale;
+    if (!ok && row_failures++ < 5)
+      ADD_FAILURE() << "row " << r << ": reconstruction " << run.scratch[r] << ", want " << ref_rows[r] << "; KL "
+                    << run.scratch[o.rows + r] << ", want " << ref_rows[o.rows + r];
+    reconstruction_scale += row_scale;
+    kl_scale += row_kl_scale;
+  }
+  EXPECT_EQ(row_failures, 0) << "rows whose sums in scratch differ from the reference's";
+  EXPECT_NEAR(run.totals[0], totals_before[0] + want.reconstruction, kernel_checks::kLossSumRelative * reconstruction_scale)
+      << "reconstruction total";
+  EXPECT_NEAR(run.totals[1], totals_before[1] + want.kl, kernel_checks::kLossSumRelative * kl_scale) << "KL total";
+}
+
+// A Gaussian output layer: weights scaled by 1/sqrt(in), so that the logits are O(1) and the Tanh
+// is not saturated everywhere (its gradient would vanish and hide mistakes).
+LossRun gaussian_run(const OutputCase& o, uint32_t seed, float alpha) {
+  LossRun run(o, seed);
+  for (float& w : run.data.w) w /= std::sqrt(static_cast<float>(o.in));
+  run.likelihood = Likelihood::kGaussian;
+  run.alpha = alpha;
+  run.grad_scale = static_cast<float>(loss_gradient_scale(Likelihood::kGaussian, o.rows));
+  return run;
+}
+
+TEST_P(FusedEpilogues, GaussianLossMatchesReference) {
+  const Precision p = GetParam();
+  PlansSeen seen;
+  uint32_t seed = 5700;
+  const float alphas[] = {1.0f, 1024.0f, 0.5f};
+  int index = 0;
+  for (const OutputCase& o : output_cases()) {
+    SCOPED_TRACE(name_of(o) + " " + name_of(p) + ", Gaussian");
+    LossRun run = gaussian_run(o, seed += 13, alphas[index++ % 3]);
+    seen.note(plans_of(run.layer, p).forward);
+    Workspace workspace(run.layer, p);
+    std::vector<long long> step{9}, first_bad_step{0};
+    const std::vector<double> before = run.totals;
+    run.run(p, workspace, true, {step.data(), first_bad_step.data()});
+    expect_gaussian_loss_matches_reference(run, p, before);
+    EXPECT_EQ(first_bad_step[0], 0) << "a finite batch does not set the NaN guard";
+    size_t moving = 0;
+    for (float g : run.dlogits) moving += g != 0.0f;
+    EXPECT_GT(moving, run.count() / 2) << "the Tanh is not saturated: the gradient tests something";
+
+    // Evaluation (no dlogits) gives the same sums, and any block order the same bits.
+    const std::vector<float> y = run.y;
+    const std::vector<double> scratch = run.scratch, totals = run.totals;
+    BlockOrder order(31);
+    run.totals = before;
+    run.run(p, workspace, false);
+    EXPECT_TRUE(bitwise_equal(run.y, y)) << "logits";
+    EXPECT_TRUE(bitwise_equal(std::vector<double>(run.scratch.begin(), run.scratch.begin() + 2 * o.rows),
+                              std::vector<double>(scratch.begin(), scratch.begin() + 2 * o.rows)))
+        << "row sums";
+    EXPECT_TRUE(bitwise_equal(run.totals, totals)) << "totals";
+  }
+  EXPECT_TRUE(seen.complete());
 }
 
 // ---- the first decoder layer's backward: ReparamGradEpilogue ----------------------------------------
@@ -1080,6 +1254,218 @@ TEST_P(FusedEpilogues, SameInputsGiveTheSameBitsInAnyBlockOrder) {
   }
 }
 
+// ---- BatchNorm1d: the forward epilogue and the backward kernel ---------------------------------------
+
+// A hidden layer with BatchNorm: linear, BatchNorm1d, then the activation. Partial batches (2 rows
+// included), odd widths, split and unsplit products, 64x64 tiles, the first layer's signed pixels.
+struct BatchNormCase {
+  LinearCase layer;  // layer.relu unused
+  Activation activation;
+  float negative_slope;
+};
+std::vector<BatchNormCase> batch_norm_cases() {
+  const Activation leaky = Activation::kLeakyReLU;
+  if (quick())
+    return {{{33, 64, 40, false}, leaky, 0.1f}, {{2, 13, 7, false}, leaky, 0.2f}, {{5, 13, 37, false, true}, Activation::kReLU, 0.0f}};
+  return {{{33, 64, 40, false}, leaky, 0.1f},       {{2, 13, 7, false}, leaky, 0.2f},
+          {{2, 400, 37, false}, Activation::kReLU, 0.0f}, {{130, 66, 65, false}, leaky, 0.1f},
+          {{144, 784, 392, false, true}, leaky, 0.1f},    {{144, 392, 196, false}, leaky, 0.1f},
+          {{97, 20, 700, false}, leaky, 0.01f},           {{760, 20, 700, false}, leaky, 0.1f}};
+}
+std::string name_of(const BatchNormCase& b) {
+  return name_of(b.layer) + (b.activation == Activation::kReLU ? " batchnorm relu" : " batchnorm leaky relu");
+}
+
+// One BatchNorm layer's data: the linear layer's, gamma and beta near 1 and 0, running statistics
+// mid-training.
+struct BatchNormData {
+  LayerData linear;
+  std::vector<float> gamma, beta, running_mean, running_var;
+};
+BatchNormData random_batch_norm(const BatchNormCase& b, uint32_t seed) {
+  const LinearCase& c = b.layer;
+  BatchNormData d{random_layer(c, seed), uniform_floats(c.out, 0.5f, 1.5f, seed + 11),
+                  uniform_floats(c.out, -0.5f, 0.5f, seed + 12), uniform_floats(c.out, -0.2f, 0.2f, seed + 13),
+                  uniform_floats(c.out, 0.5f, 2.0f, seed + 14)};
+  if (c.pixels)  // the Gaussian likelihood's data, as the seed's first layer reads them
+    for (size_t i = 0; i < d.linear.x.size(); ++i) d.linear.x[i] = pixel_to_signed(d.linear.pixels[i]);
+  return d;
+}
+
+// The forward launch's outputs, each of its exact size; running statistics start as the data's.
+struct BatchNormForwardRun {
+  std::vector<float> pre, y, mean, invstd, running_mean, running_var;
+};
+BatchNormForwardRun run_batch_norm_forward(const BatchNormCase& b, const BatchNormData& d, bool training, Precision p,
+                                           Workspace& workspace) {
+  const LinearCase& c = b.layer;
+  const size_t count = static_cast<size_t>(c.rows) * c.out;
+  BatchNormForwardRun r{std::vector<float>(count, kNaN), std::vector<float>(count, kNaN),
+                        std::vector<float>(c.out, kNaN), std::vector<float>(c.out, kNaN), d.running_mean,
+                        d.running_var};
+  LinearForward f = forward_of(c, d.linear, r.y.data());
+  f.activation = b.activation;
+  f.negative_slope = b.negative_slope;
+  f.signed_pixels = c.pixels;
+  f.batch_norm = BatchNormEpilogue{training,      kBatchNormMomentum,    kBatchNormEps,
+                                   d.gamma.data(), d.beta.data(),        r.running_mean.data(),
+                                   r.running_var.data(), r.pre.data(),   r.mean.data(),
+                                   r.invstd.data()};
+  run_forward(f, p, workspace);
+  return r;
+}
+
+// h against the reference's product; then mean, 1/sqrt(var + eps), the running statistics and y
+// against ref::batch_norm_forward_training (or _eval) and ref::activation_forward on the h the kernel
+// wrote: the statistics are the same double sums in the same row order, y the same float formula.
+void check_batch_norm_forward(const BatchNormCase& b, Precision p, uint32_t seed, bool training, PlansSeen& seen) {
+  const LinearCase& c = b.layer;
+  SCOPED_TRACE(name_of(b) + " " + name_of(p) + (training ? ", training" : ", evaluation"));
+  seen.note(plans_of(c, p).forward);
+  const BatchNormData d = random_batch_norm(b, seed);
+  Workspace workspace(c, p);
+  const BatchNormForwardRun got = run_batch_norm_forward(b, d, training, p, workspace);
+  EXPECT_TRUE(within_scaled(got.pre, reference_forward(c, d.linear), forward_scale(c, d.linear), gemm_tolerance(p)))
+      << "h";
+
+  const size_t count = got.pre.size();
+  std::vector<float> y(count), mean(c.out, kNaN), invstd(c.out, kNaN), running_mean = d.running_mean,
+                                running_var = d.running_var;
+  if (training)
+    ref::batch_norm_forward_training<float>(c.rows, c.out, kBatchNormMomentum, kBatchNormEps, got.pre.data(),
+                                            d.gamma.data(), d.beta.data(), y.data(), mean.data(), invstd.data(),
+                                            running_mean.data(), running_var.data());
+  else
+    ref::batch_norm_forward_eval<float>(c.rows, c.out, kBatchNormEps, got.pre.data(), d.gamma.data(), d.beta.data(),
+                                        d.running_mean.data(), d.running_var.data(), y.data());
+  ref::activation_forward<float>(static_cast<int64_t>(count), b.activation, b.negative_slope, y.data());
+  if (training) {
+    EXPECT_TRUE(all_near(got.mean, mean, 1e-6, 1e-12)) << "batch mean";
+    EXPECT_TRUE(all_near(got.invstd, invstd, 1e-6, 0.0)) << "batch invstd";
+    EXPECT_TRUE(all_near(got.running_mean, running_mean, 1e-6, 1e-12)) << "running mean";
+    EXPECT_TRUE(all_near(got.running_var, running_var, 1e-6, 0.0)) << "running var";
+  } else {
+    EXPECT_TRUE(bitwise_equal(got.running_mean, d.running_mean) && bitwise_equal(got.running_var, d.running_var))
+        << "evaluation leaves the running statistics";
+  }
+  // |x̂ gamma| + |beta| bounds y's terms.
+  std::vector<double> scale(count);
+  for (int r = 0; r < c.rows; ++r)
+    for (int j = 0; j < c.out; ++j) {
+      const size_t i = static_cast<size_t>(r) * c.out + j;
+      const double m = training ? mean[j] : d.running_mean[j];
+      const double s = training ? invstd[j] : 1.0 / std::sqrt(d.running_var[j] + kBatchNormEps);
+      scale[i] = (std::fabs(got.pre[i]) + std::fabs(m)) * s * std::fabs(d.gamma[j]) + std::fabs(d.beta[j]);
+    }
+  EXPECT_TRUE(within_scaled(got.y, y, scale, kTermRoundings)) << "y";
+}
+
+TEST_P(FusedEpilogues, BatchNormForwardMatchesReferenceInTrainingAndEvaluation) {
+  PlansSeen seen;
+  uint32_t seed = 9000;
+  for (const BatchNormCase& b : batch_norm_cases()) {
+    check_batch_norm_forward(b, GetParam(), seed += 10, true, seen);
+    check_batch_norm_forward(b, GetParam(), seed, false, seen);
+  }
+  EXPECT_TRUE(seen.complete());
+}
+
+// The statistics are summed by whichever block of a column of tiles arrives last, in row order: the
+// same bits in any block order, whatever the workspace held.
+TEST_P(FusedEpilogues, BatchNormForwardGivesTheSameBitsInAnyBlockOrder) {
+  const Precision p = GetParam();
+  const BatchNormCase b = quick() ? BatchNormCase{{33, 64, 40, false}, Activation::kLeakyReLU, 0.1f}
+                                  : BatchNormCase{{144, 392, 196, false}, Activation::kLeakyReLU, 0.1f};
+  ASSERT_GT(plans_of(b.layer, p).forward.splits, 1);
+  ASSERT_GT(plans_of(b.layer, p).forward.grid_m, 1);
+  const BatchNormData d = random_batch_norm(b, 77);
+  Workspace workspace(b.layer, p);
+  std::vector<BatchNormForwardRun> runs;
+  const uint64_t orders[] = {0, 0, 4242};
+  const float fills[] = {kNaN, 12345.0f, -1.0f};
+  for (int i = 0; i < 3; ++i) {
+    BlockOrder order(orders[i]);
+    std::fill(workspace.storage.begin(), workspace.storage.end(), fills[i]);
+    runs.push_back(run_batch_norm_forward(b, d, true, p, workspace));
+  }
+  for (int i = 1; i < 3; ++i) {
+    SCOPED_TRACE("run " + std::to_string(i));
+    EXPECT_TRUE(bitwise_equal(runs[i].pre, runs[0].pre)) << "h";
+    EXPECT_TRUE(bitwise_equal(runs[i].y, runs[0].y)) << "y";
+    EXPECT_TRUE(bitwise_equal(runs[i].mean, runs[0].mean)) << "mean";
+    EXPECT_TRUE(bitwise_equal(runs[i].invstd, runs[0].invstd)) << "invstd";
+    EXPECT_TRUE(bitwise_equal(runs[i].running_mean, runs[0].running_mean)) << "running mean";
+    EXPECT_TRUE(bitwise_equal(runs[i].running_var, runs[0].running_var)) << "running var";
+  }
+}
+
+// The backward kernel against ref::activation_backward then ref::batch_norm_backward, and with the
+// optimizer Adam on gamma and beta against ref::adam_step on the dgamma and dbeta it wrote.
+void check_batch_norm_backward(int rows, int features, Activation activation, float slope, bool adam, uint32_t seed) {
+  SCOPED_TRACE(std::to_string(rows) + "x" + std::to_string(features) + (adam ? ", Adam" : ""));
+  const size_t count = static_cast<size_t>(rows) * features;
+  const std::vector<float> h = uniform_floats(count, -2.0f, 3.0f, seed);
+  const std::vector<float> dy = uniform_floats(count, -1.0f, 1.0f, seed + 1);
+  const std::vector<float> gamma = uniform_floats(features, 0.5f, 1.5f, seed + 2);
+  const std::vector<float> beta = uniform_floats(features, -0.5f, 0.5f, seed + 3);
+  std::vector<float> y(count), mean(features), invstd(features), rm(features, 0.0f), rv(features, 1.0f);
+  ref::batch_norm_forward_training<float>(rows, features, kBatchNormMomentum, kBatchNormEps, h.data(), gamma.data(),
+                                          beta.data(), y.data(), mean.data(), invstd.data(), rm.data(), rv.data());
+  ref::activation_forward<float>(static_cast<int64_t>(count), activation, slope, y.data());
+
+  std::vector<float> dyp = dy, dh_ref(count), dgamma_ref(features), dbeta_ref(features);
+  ref::activation_backward<float>(static_cast<int64_t>(count), activation, slope, y.data(), dyp.data());
+  ref::batch_norm_backward<float>(rows, features, h.data(), gamma.data(), mean.data(), invstd.data(), dyp.data(),
+                                  dh_ref.data(), dgamma_ref.data(), dbeta_ref.data());
+
+  const AdamHyper hyper = adam_hyper("adam");
+  const std::vector<AdamCoefficients<float>> coefficients{adam_coefficients<float>(hyper, 3)};
+  const AdamState gamma_start = adam_state(gamma, seed + 4), beta_start = adam_state(beta, seed + 5);
+  AdamState g = gamma_start, bt = beta_start;
+  std::vector<float> dh(count, kNaN), dgamma(features, kNaN), dbeta(features, kNaN);
+  BatchNormBackward b{rows,        features,    activation,  slope,       h.data(),  y.data(), dy.data(),
+                      mean.data(), invstd.data(), g.params.data(), bt.params.data(), dh.data(), dgamma.data(),
+                      dbeta.data(), {}};
+  if (adam) b.adam = AdamEpilogue{coefficients.data(), g.m.data(), g.v.data(), bt.m.data(), bt.v.data()};
+  batch_norm_backward(b, nullptr);
+
+  // Sums of magnitudes bound the double sums' and the float formula's roundings.
+  std::vector<double> sum_dy(features, 0.0), sum_dy_xhat(features, 0.0);
+  for (int r = 0; r < rows; ++r)
+    for (int f = 0; f < features; ++f) {
+      const size_t i = static_cast<size_t>(r) * features + f;
+      sum_dy[f] += std::fabs(dyp[i]);
+      sum_dy_xhat[f] += std::fabs(dyp[i] * (h[i] - mean[f]) * invstd[f]);
+    }
+  std::vector<double> dh_scale(count);
+  for (int r = 0; r < rows; ++r)
+    for (int f = 0; f < features; ++f) {
+      const size_t i = static_cast<size_t>(r) * features + f;
+      const double xhat = std::fabs((h[i] - mean[f]) * invstd[f]);
+      dh_scale[i] = std::fabs(gamma[f] * invstd[f]) * (std::fabs(dyp[i]) + (sum_dy[f] + xhat * sum_dy_xhat[f]) / rows);
+    }
+  EXPECT_TRUE(within_scaled(dh, dh_ref, dh_scale, kTermRoundings)) << "dh";
+  EXPECT_TRUE(within_scaled(dgamma, dgamma_ref, sum_dy_xhat, kTermRoundings)) << "dgamma";
+  EXPECT_TRUE(within_scaled(dbeta, dbeta_ref, sum_dy, kTermRoundings)) << "dbeta";
+  if (adam) {
+    expect_adam_update("gamma", hyper, 3, dgamma, gamma_start, g);
+    expect_adam_update("beta", hyper, 3, dbeta, beta_start, bt);
+  } else {
+    EXPECT_TRUE(bitwise_equal(g.params, gamma) && bitwise_equal(bt.params, beta)) << "without Adam, gamma and beta stay";
+  }
+}
+
+TEST(BatchNormBackward, MatchesReference) {
+  uint32_t seed = 9500;
+  check_batch_norm_backward(2, 7, Activation::kLeakyReLU, 0.2f, false, seed += 10);
+  check_batch_norm_backward(33, 40, Activation::kReLU, 0.0f, true, seed += 10);
+  check_batch_norm_backward(97, 65, Activation::kLeakyReLU, 0.1f, true, seed += 10);
+  if (!quick()) {
+    check_batch_norm_backward(144, 392, Activation::kLeakyReLU, 0.1f, true, seed += 10);
+    check_batch_norm_backward(129, 1, Activation::kLeakyReLU, 0.01f, false, seed += 10);
+  }
+}
+
 // ---- the launchers' checks -------------------------------------------------------------------------
 
 // A launch with exactly the workspace it needs runs; with no workspace, one float short (where it
@@ -1141,6 +1527,15 @@ TEST_P(FusedEpilogues, TooSmallAWorkspaceIsAnError) {
                                f.reparam = ReparamEpilogue{c.out / 2, 1, stream.data(), eps.data(), z.data()};
                                linear_forward(f, p, ws, nullptr);
                              });
+    expect_workspace_checked("forward with BatchNorm", forward.floats, forward.counters, [&](GemmWorkspace ws) {
+      std::vector<float> gamma(c.out, 1.0f), beta(c.out, 0.0f), running_mean(c.out, 0.0f), running_var(c.out, 1.0f),
+          pre(d.dy.size()), batch_mean(c.out), batch_invstd(c.out);
+      LinearForward f = forward_of(c, d, y.data());
+      f.batch_norm = BatchNormEpilogue{true,          kBatchNormMomentum,  kBatchNormEps,       gamma.data(),
+                                       beta.data(),   running_mean.data(), running_var.data(), pre.data(),
+                                       batch_mean.data(), batch_invstd.data()};
+      linear_forward(f, p, ws, nullptr);
+    });
     expect_workspace_checked("backward", backward.floats, backward.counters, [&](GemmWorkspace ws) {
       linear_backward(backward_of(c, d, w, b, y.data(), d.dy.data(), dx.data(), dw.data(), db.data()), p, ws, nullptr);
     });
@@ -1203,6 +1598,23 @@ TEST(FusedLaunchers, RejectBadCombinations) {
   forward_refused(empty, "an epilogue on an empty batch");
   LinearForward negative = forward_of({5, 13, -6, false}, d, y.data());
   forward_refused(negative, "a negative size");
+  std::vector<float> gamma(c.out, 1.0f), beta(c.out, 0.0f), running_mean(c.out, 0.0f), running_var(c.out, 1.0f),
+      pre(d.dy.size(), kNaN), batch_mean(c.out, kNaN), batch_invstd(c.out, kNaN);
+  const BatchNormEpilogue batch_norm{true,          kBatchNormMomentum,  kBatchNormEps,       gamma.data(),
+                                     beta.data(),   running_mean.data(), running_var.data(), pre.data(),
+                                     batch_mean.data(), batch_invstd.data()};
+  LinearForward one_row_norm = forward_of({1, 13, 6, false}, d, y.data());
+  one_row_norm.batch_norm = batch_norm;
+  forward_refused(one_row_norm, "BatchNorm in training on one row");
+  LinearForward output_norm = forward_of(c, d, y.data());
+  output_norm.batch_norm = batch_norm;
+  output_norm.loss = loss;
+  forward_refused(output_norm, "BatchNorm on the output layer");
+  LinearForward no_stats = forward_of(c, d, y.data());
+  no_stats.batch_norm = batch_norm;
+  no_stats.batch_norm.batch_invstd = nullptr;
+  forward_refused(no_stats, "BatchNorm in training with nowhere for the batch's statistics");
+  for (float v : pre) ASSERT_TRUE(std::isnan(v)) << "a refused launch wrote h";
   for (float v : y) ASSERT_TRUE(std::isnan(v)) << "a refused launch wrote y";
   for (float v : z) ASSERT_TRUE(std::isnan(v)) << "a refused launch wrote z";
   EXPECT_EQ(step[0], 3) << "a refused launch advanced the step";
