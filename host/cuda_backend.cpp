@@ -25,14 +25,8 @@ struct ProfiledStepOps : cuda::StepOps {
 
 }  // namespace
 
-std::string cuda_backend_limitation(const ModelConfig& model) {
-  (void)model;  // every option of ModelConfig runs on the fused launches now
-  return "";
-}
-
 CudaBackend::CudaBackend(const TrainConfig& config, const MnistSplit& train, const MnistSplit& test)
     : config_(config), layout_(make_layout(config.model)) {
-  if (const std::string limitation = cuda_backend_limitation(config.model); !limitation.empty()) throw Error(limitation);
   cudaDeviceProp props{};
   VAE_CUDA_CHECK(cudaGetDeviceProperties(&props, 0));
   device_name_ = props.name;

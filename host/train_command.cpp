@@ -31,15 +31,12 @@ namespace fs = std::filesystem;
 // --device auto takes the GPU when the CUDA runtime finds one; --device cuda insists on it. `why`
 // receives the reason when auto falls back to the CPU, for the one line that says so.
 std::unique_ptr<TrainingBackend> make_backend(const TrainConfig& config, const MnistData& data, std::string& why) {
-  const std::string unsupported = cuda_backend_limitation(config.model);
-  if (config.device == DeviceChoice::kCuda && !unsupported.empty())
-    throw UsageError(fmt::format("--device cuda: {}; train it with --device cpu", unsupported));
   if (config.device == DeviceChoice::kCpu) return std::make_unique<ReferenceBackend>(config);
   const CudaDevices devices = query_cuda_devices();
   if (config.device == DeviceChoice::kCuda && devices.count == 0)
     throw Error(fmt::format("--device cuda: no CUDA device available ({})", devices.why_none));
-  if (devices.count > 0 && unsupported.empty()) return std::make_unique<CudaBackend>(config, data.train, data.test);
-  why = devices.count == 0 ? fmt::format(" (no CUDA device: {})", devices.why_none) : fmt::format(" ({})", unsupported);
+  if (devices.count > 0) return std::make_unique<CudaBackend>(config, data.train, data.test);
+  why = fmt::format(" (no CUDA device: {})", devices.why_none);
   return std::make_unique<ReferenceBackend>(config);
 }
 

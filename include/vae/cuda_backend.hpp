@@ -20,10 +20,6 @@
 
 namespace vae {
 
-// Why the CUDA backend cannot train this model yet, in a phrase; empty when it can, which is now
-// every model ModelConfig describes (kept for the CLI's device choice and for options to come).
-std::string cuda_backend_limitation(const ModelConfig& model);
-
 class CudaBackend : public TrainingBackend {
  public:
   // train and test fix the sizes of the partial batches; test is uploaded once for evaluation.
