@@ -36,6 +36,7 @@ stale() {
 }
 
 sources=(host/idx_reader.cpp host/checkpoint.cpp host/safetensors_header.cpp host/atomic_file.cpp host/config.cpp host/flag_values.cpp host/layout.cpp
+         host/lr_scheduler.cpp
          tests/fuzz/fuzz_idx.cpp tests/fuzz/fuzz_checkpoint.cpp tests/fuzz/make_seeds.cpp)
 pids=()
 for src in "${sources[@]}"; do
@@ -50,7 +51,7 @@ for pid in "${pids[@]}"; do wait "$pid"; done
 
 readers_idx=("$out/obj/idx_reader.o")
 readers_checkpoint=("$out/obj/checkpoint.o" "$out/obj/safetensors_header.o" "$out/obj/atomic_file.o" "$out/obj/config.o"
-                    "$out/obj/flag_values.o" "$out/obj/layout.o")
+                    "$out/obj/flag_values.o" "$out/obj/layout.o" "$out/obj/lr_scheduler.o")
 link() {  # link OUTPUT FLAG OBJECT...
   local output=$1 flag=$2
   shift 2

@@ -44,19 +44,28 @@ void write_gzip(const fs::path& file, const Bytes& bytes) {
     throw vae::Error(file.string() + ": gzip write failed");
 }
 
-// A checkpoint whose every value differs, so the fuzzer sees realistic float bytes.
-vae::Checkpoint tiny_checkpoint(const std::vector<int>& hidden) {
+// A model on 4 pixels with latent 1 and these hidden widths.
+vae::ModelConfig tiny_model(const std::vector<int>& hidden) {
+  vae::ModelConfig model;
+  model.input = 4;
+  model.hidden = hidden;
+  model.latent = 1;
+  return model;
+}
+
+// A checkpoint of `model` whose every value differs, so the fuzzer sees realistic float bytes.
+vae::Checkpoint tiny_checkpoint(const vae::ModelConfig& model) {
   vae::Checkpoint c;
-  c.config.model.input = 4;
-  c.config.model.hidden = hidden;
-  c.config.model.latent = 1;
+  c.config.model = model;
   c.config.batch = 2;
-  const size_t total = static_cast<size_t>(vae::make_layout(c.config.model).total);
+  const vae::ParamLayout layout = vae::make_layout(model);
   float value = 0.0f;
   for (auto* buffer : {&c.state.params, &c.state.adam_m, &c.state.adam_v}) {
-    buffer->resize(total);
+    buffer->resize(static_cast<size_t>(layout.total));
     for (float& v : *buffer) v = (value += 0.125f);
   }
+  c.state.running_stats.resize(static_cast<size_t>(layout.running_total));
+  for (float& v : c.state.running_stats) v = (value += 0.125f);
   c.state.step = 3;
   c.position = vae::DataPosition{2, 1, 10.5, 0.25};
   c.data = vae::DataIdentity{2, 2, 5, 0x0123456789abcdefull, 0xfedcba9876543210ull};
@@ -83,8 +92,19 @@ int main(int argc, char** argv) {
     write_gzip(idx_dir / "labels-2.gz", labels);
 
     // One hidden layer uses PyTorch's tensor names (fc1, fc21, ...), two use encoder.{i}, mu, ...
-    vae::write_checkpoint(checkpoint_dir / "tiny-4-3-1.safetensors", tiny_checkpoint({3}));
-    vae::write_checkpoint(checkpoint_dir / "tiny-4-3-2-1.safetensors", tiny_checkpoint({3, 2}));
+    vae::write_checkpoint(checkpoint_dir / "tiny-4-3-1.safetensors", tiny_checkpoint(tiny_model({3})));
+    vae::write_checkpoint(checkpoint_dir / "tiny-4-3-2-1.safetensors", tiny_checkpoint(tiny_model({3, 2})));
+    // The seed's options: nn.Sequential names, BatchNorm's running statistics and its I64
+    // num_batches_tracked, and the plateau schedule's state in the metadata.
+    vae::ModelConfig seed_model = tiny_model({3});
+    seed_model.batch_norm = true;
+    seed_model.encoder_output = 2;
+    seed_model.activation = vae::Activation::kLeakyReLU;
+    seed_model.likelihood = vae::Likelihood::kGaussian;
+    vae::Checkpoint seed = tiny_checkpoint(seed_model);
+    seed.config.lr_schedule = vae::LrSchedule::kPlateau;
+    seed.plateau = vae::PlateauState{1.5, 1, 0, 1, 1e-3};
+    vae::write_checkpoint(checkpoint_dir / "tiny-seed-options.safetensors", seed);
   } catch (const vae::Error& e) {
     std::fprintf(stderr, "make_seeds: %s\n", e.what());
     return 1;
