@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "test_support.hpp"
+#include "cli_support.hpp"
 #include "vae/cli.hpp"
 
 namespace vae {
@@ -27,36 +28,12 @@ std::string write_file(const TempDir& dir, const std::string& name, const std::s
   return path.string();
 }
 
-CommandLine parse(std::vector<std::string> args) {
-  args.insert(args.begin(), "vae_cuda");
-  std::vector<const char*> argv;
-  for (const auto& a : args) argv.push_back(a.c_str());
-  return parse_command_line(static_cast<int>(argv.size()), argv.data());
-}
+using testing_support::parse;
 
 void expect_same_config(const CommandLine& a, const CommandLine& b) {
   ASSERT_FALSE(a.exit_code.has_value());
   ASSERT_FALSE(b.exit_code.has_value());
-  const TrainConfig &x = a.config, &y = b.config;
-  EXPECT_EQ(x.data_dir, y.data_dir);
-  EXPECT_EQ(x.out_dir, y.out_dir);
-  EXPECT_EQ(x.epochs, y.epochs);
-  EXPECT_EQ(x.batch, y.batch);
-  EXPECT_EQ(x.adam.lr, y.adam.lr);  // bit for bit: the file's text is the flag's text
-  EXPECT_EQ(x.adam.weight_decay, y.adam.weight_decay);
-  EXPECT_EQ(x.adam.decoupled, y.adam.decoupled);
-  EXPECT_EQ(x.model.hidden, y.model.hidden);
-  EXPECT_EQ(x.model.latent, y.model.latent);
-  EXPECT_EQ(x.model.beta, y.model.beta);
-  EXPECT_EQ(x.seed, y.seed);
-  EXPECT_EQ(x.device, y.device);
-  EXPECT_EQ(x.precision, y.precision);
-  EXPECT_EQ(x.data, y.data);
-  EXPECT_EQ(x.cuda_graphs, y.cuda_graphs);
-  EXPECT_EQ(x.progress, y.progress);
-  EXPECT_EQ(x.checkpoint_every, y.checkpoint_every);
-  EXPECT_EQ(x.resume_from, y.resume_from);
-  EXPECT_EQ(x.allow_data_change, y.allow_data_change);
+  testing_support::expect_same_train_config(a.config, b.config);
   EXPECT_EQ(a.explicit_model_flags, b.explicit_model_flags);
 }
 

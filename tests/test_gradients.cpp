@@ -1,6 +1,5 @@
-// Finite-difference checks, in double, of every reference op's gradient and of the whole VAE loss.
-// Central differences with h = 1e-6 have truncation error ~h² and rounding error ~1e-16/h, so a
-// correct gradient agrees to about 1e-8; a wrong one is off by order one. Tolerance: 1e-6 relative.
+// Finite-difference checks, in double, of every reference op's gradient and of the whole VAE loss
+// (the tolerance and its reason: finite_differences.hpp).
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -9,6 +8,7 @@
 #include <random>
 #include <vector>
 
+#include "finite_differences.hpp"
 #include "vae/element_math.hpp"
 #include "vae/reference_model.hpp"
 #include "vae/reference_ops.hpp"
@@ -16,36 +16,10 @@
 namespace vae {
 namespace {
 
-using Vec = std::vector<double>;
-
-Vec random_vec(size_t n, std::mt19937_64& rng, double lo = -1, double hi = 1) {
-  std::uniform_real_distribution<double> dist(lo, hi);
-  Vec v(n);
-  for (double& x : v) x = dist(rng);
-  return v;
-}
-
-double dot(const Vec& a, const Vec& b) {
-  double s = 0;
-  for (size_t i = 0; i < a.size(); ++i) s += a[i] * b[i];
-  return s;
-}
-
-// Compares analytic[i] with the central difference of loss() in values[i], for every i.
-void expect_gradient_matches(const char* what, Vec& values, const Vec& analytic, const std::function<double()>& loss) {
-  ASSERT_EQ(values.size(), analytic.size());
-  constexpr double h = 1e-6;
-  for (size_t i = 0; i < values.size(); ++i) {
-    const double saved = values[i];
-    values[i] = saved + h;
-    const double up = loss();
-    values[i] = saved - h;
-    const double down = loss();
-    values[i] = saved;
-    const double numeric = (up - down) / (2 * h);
-    EXPECT_NEAR(analytic[i], numeric, 1e-6 * std::max(1.0, std::fabs(numeric))) << what << "[" << i << "]";
-  }
-}
+using testing_support::dot;
+using testing_support::expect_gradient_matches;
+using testing_support::random_vec;
+using testing_support::Vec;
 
 class LinearGradient : public testing::TestWithParam<bool> {};
 

@@ -12,6 +12,7 @@
 
 #include "test_support.hpp"
 #include "vae/checkpoint.hpp"
+#include "cli_support.hpp"
 #include "vae/cli.hpp"
 
 namespace vae {
@@ -21,12 +22,7 @@ using testing::HasSubstr;
 using testing_support::run_process;
 using testing_support::TempDir;
 
-CommandLine parse(std::vector<std::string> args) {
-  args.insert(args.begin(), "vae_cuda");
-  std::vector<const char*> argv;
-  for (const auto& a : args) argv.push_back(a.c_str());
-  return parse_command_line(static_cast<int>(argv.size()), argv.data());
-}
+using testing_support::parse;
 
 std::string write_file(const TempDir& dir, const std::string& name, const std::string& text) {
   const auto path = dir.path() / name;
@@ -55,43 +51,15 @@ TrainConfig seed_run() {
   return t;
 }
 
-// Every field of TrainConfig, so a preset that also set something unasked for is caught.
-void expect_same_run(const TrainConfig& x, const TrainConfig& y) {
-  EXPECT_EQ(x.model, y.model);  // input, hidden, latent, beta and every model option
-  EXPECT_EQ(x.data_dir, y.data_dir);
-  EXPECT_EQ(x.out_dir, y.out_dir);
-  EXPECT_EQ(x.epochs, y.epochs);
-  EXPECT_EQ(x.batch, y.batch);
-  EXPECT_EQ(x.adam.lr, y.adam.lr);
-  EXPECT_EQ(x.adam.beta1, y.adam.beta1);
-  EXPECT_EQ(x.adam.beta2, y.adam.beta2);
-  EXPECT_EQ(x.adam.eps, y.adam.eps);
-  EXPECT_EQ(x.adam.weight_decay, y.adam.weight_decay);
-  EXPECT_EQ(x.adam.decoupled, y.adam.decoupled);
-  EXPECT_EQ(x.lr_schedule, y.lr_schedule);
-  EXPECT_EQ(x.plateau.factor, y.plateau.factor);
-  EXPECT_EQ(x.plateau.patience, y.plateau.patience);
-  EXPECT_EQ(x.plateau.threshold, y.plateau.threshold);
-  EXPECT_EQ(x.plateau.cooldown, y.plateau.cooldown);
-  EXPECT_EQ(x.plateau.min_lr, y.plateau.min_lr);
-  EXPECT_EQ(x.plateau.eps, y.plateau.eps);
-  EXPECT_EQ(x.seed, y.seed);
-  EXPECT_EQ(x.device, y.device);
-  EXPECT_EQ(x.precision, y.precision);
-  EXPECT_EQ(x.data, y.data);
-  EXPECT_EQ(x.cuda_graphs, y.cuda_graphs);
-  EXPECT_EQ(x.progress, y.progress);
-  EXPECT_EQ(x.checkpoint_every, y.checkpoint_every);
-  EXPECT_EQ(x.resume_from, y.resume_from);
-  EXPECT_EQ(x.allow_data_change, y.allow_data_change);
-}
+// Every field, so a preset that also set something unasked for is caught.
+using testing_support::expect_same_train_config;
 
 TEST(Preset, VaePlaygroundIsTheSeedsRunExactly) {
   const CommandLine c = parse({"--train", "d", "--preset", "vae-playground"});
   ASSERT_FALSE(c.exit_code.has_value());
   TrainConfig expected = seed_run();
   expected.data_dir = "d";
-  expect_same_run(c.config, expected);
+  expect_same_train_config(c.config, expected);
   // ReduceLROnPlateau with PyTorch's defaults, which the seed does not change.
   EXPECT_EQ(c.config.plateau.factor, 0.1);
   EXPECT_EQ(c.config.plateau.patience, 10);
@@ -112,7 +80,7 @@ TEST(Preset, TheCommandLineOverridesItWhereverTheFlagStands) {
     expected.batch = 64;
     expected.model.hidden = {32, 16};
     expected.model.activation = Activation::kReLU;
-    expect_same_run(c.config, expected);
+    expect_same_train_config(c.config, expected);
   }
 }
 
@@ -128,13 +96,13 @@ TEST(Preset, AConfigFileOverridesItAndTheCommandLineOverridesTheFile) {
   expected.model.alpha = 2.5f;
   expected.lr_schedule = LrSchedule::kConstant;
   expected.model.batch_norm = false;
-  expect_same_run(c.config, expected);
+  expect_same_train_config(c.config, expected);
 
   c = parse({"--train", "d", "--preset", "vae-playground", "--config", file, "--batch", "50", "--alpha", "3"});
   ASSERT_FALSE(c.exit_code.has_value());
   expected.batch = 50;
   expected.model.alpha = 3.0f;
-  expect_same_run(c.config, expected);
+  expect_same_train_config(c.config, expected);
 
   // The preset itself may come from the file.
   const std::string named = write_file(dir, "named.toml", "preset = \"vae-playground\"\nepochs = 2\n");
@@ -143,7 +111,7 @@ TEST(Preset, AConfigFileOverridesItAndTheCommandLineOverridesTheFile) {
   expected = seed_run();
   expected.data_dir = "d";
   expected.epochs = 2;
-  expect_same_run(c.config, expected);
+  expect_same_train_config(c.config, expected);
 }
 
 TEST(Preset, AnUnknownNameIsOneLineListingThePresets) {

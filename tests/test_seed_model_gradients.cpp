@@ -1,7 +1,6 @@
 // Finite-difference checks, in double, of the seed VAE's ops (BatchNorm1d in training mode,
 // LeakyReLU, the Tanh + alpha * MSE loss) and of its whole loss; and BatchNorm's running statistics
-// and evaluation mode against their definitions. Same tolerance argument as test_gradients.cpp:
-// central differences with h = 1e-6 agree with a right gradient to about 1e-8, 1e-6 relative is the bar.
+// and evaluation mode against their definitions. The tolerance is finite_differences.hpp's.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -10,6 +9,7 @@
 #include <random>
 #include <vector>
 
+#include "finite_differences.hpp"
 #include "vae/config.hpp"
 #include "vae/element_math.hpp"
 #include "vae/error.hpp"
@@ -19,35 +19,10 @@
 namespace vae {
 namespace {
 
-using Vec = std::vector<double>;
-
-Vec random_vec(size_t n, std::mt19937_64& rng, double lo = -1, double hi = 1) {
-  std::uniform_real_distribution<double> dist(lo, hi);
-  Vec v(n);
-  for (double& x : v) x = dist(rng);
-  return v;
-}
-
-double dot(const Vec& a, const Vec& b) {
-  double s = 0;
-  for (size_t i = 0; i < a.size(); ++i) s += a[i] * b[i];
-  return s;
-}
-
-void expect_gradient_matches(const char* what, Vec& values, const Vec& analytic, const std::function<double()>& loss) {
-  ASSERT_EQ(values.size(), analytic.size());
-  constexpr double h = 1e-6;
-  for (size_t i = 0; i < values.size(); ++i) {
-    const double saved = values[i];
-    values[i] = saved + h;
-    const double up = loss();
-    values[i] = saved - h;
-    const double down = loss();
-    values[i] = saved;
-    const double numeric = (up - down) / (2 * h);
-    EXPECT_NEAR(analytic[i], numeric, 1e-6 * std::max(1.0, std::fabs(numeric))) << what << "[" << i << "]";
-  }
-}
+using testing_support::dot;
+using testing_support::expect_gradient_matches;
+using testing_support::random_vec;
+using testing_support::Vec;
 
 // ---- BatchNorm1d ----
 
