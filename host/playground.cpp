@@ -191,9 +191,9 @@ class Handlers {
     if (!mnist_shaped)
       throw RequestError(fmt::format("{}: the model takes {}x{} images, a canvas becomes 28x28", field, m.image_rows,
                                      m.image_cols));
-    const int width = static_cast<int>(integer_field(required_field(value, "width"), field + ".width", 1, kMaxCanvasSide));
-    const int height = static_cast<int>(integer_field(required_field(value, "height"), field + ".height", 1, kMaxCanvasSide));
-    const std::vector<float> pixels = numbers_field(required_field(value, "pixels"), field + ".pixels",
+    const int width = static_cast<int>(integer_field(required_field(value, "width", field), field + ".width", 1, kMaxCanvasSide));
+    const int height = static_cast<int>(integer_field(required_field(value, "height", field), field + ".height", 1, kMaxCanvasSide));
+    const std::vector<float> pixels = numbers_field(required_field(value, "pixels", field), field + ".pixels",
                                                     static_cast<size_t>(width) * height, 0.0, 1.0);
     return mnist_style_input(width, height, pixels);
   }

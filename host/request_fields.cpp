@@ -14,10 +14,11 @@ std::string type_of(const nlohmann::json& value) { return value.type_name(); }
 
 }  // namespace
 
-const nlohmann::json& required_field(const nlohmann::json& request, const std::string& field) {
-  if (!request.is_object()) throw RequestError(fmt::format("request: a JSON object expected, got {}", type_of(request)));
+const nlohmann::json& required_field(const nlohmann::json& request, const std::string& field, const std::string& parent) {
+  if (!request.is_object())
+    throw RequestError(fmt::format("{}: a JSON object expected, got {}", parent.empty() ? "request" : parent, type_of(request)));
   const auto it = request.find(field);
-  if (it == request.end()) throw RequestError(fmt::format("{}: missing", field));
+  if (it == request.end()) throw RequestError(fmt::format("{}{}: missing", parent.empty() ? "" : parent + ".", field));
   return *it;
 }
 
@@ -40,7 +41,10 @@ int64_t integer_field(const nlohmann::json& value, const std::string& field, int
 
 uint64_t unsigned_field(const nlohmann::json& value, const std::string& field) {
   if (value.is_number_unsigned()) return value.get<uint64_t>();
-  if (value.is_number_integer()) throw RequestError(fmt::format("{}: {} is negative", field, value.get<int64_t>()));
+  if (value.is_number_integer()) {
+    if (value.get<int64_t>() < 0) throw RequestError(fmt::format("{}: {} is negative", field, value.get<int64_t>()));
+    return value.get<uint64_t>();
+  }
   return static_cast<uint64_t>(integer_field(value, field, 0, int64_t{1} << 53));  // an integral float
 }
 

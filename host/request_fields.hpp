@@ -19,8 +19,10 @@ class RequestError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-// request[field], which must exist; request must be a JSON object.
-const nlohmann::json& required_field(const nlohmann::json& request, const std::string& field);
+// request[field], which must exist; request must be a JSON object. parent names request in messages
+// when it is itself a field ("canvas" gives "canvas.width: missing"); empty for the whole request.
+const nlohmann::json& required_field(const nlohmann::json& request, const std::string& field,
+                                     const std::string& parent = "");
 
 // An integer (a JSON number with no fractional part; not a bool) on [lo, hi].
 int64_t integer_field(const nlohmann::json& value, const std::string& field, int64_t lo, int64_t hi);
