@@ -19,14 +19,13 @@ struct ReferenceVae<T>::Ops {
   uint64_t seed, stream;  // ε's Philox key
   const T* params;
   T* grads;  // dL/dparams; null when there is no backward
-  // BatchNorm's running statistics: updated in training (when there are grads), read otherwise.
+  // BatchNorm's running statistics: updated in training mode (a gradient follows), read otherwise.
   T* running;
   LossSums sums{};
 
   const ParamLayout& layout() const { return vae.layout_; }
   T* at(int64_t offset) const { return vae.workspace_.data() + offset; }
   const ActivationLayout& act() const { return vae.act_; }
-  bool training() const { return grads != nullptr; }
   const ModelConfig& model() const { return vae.model_; }
 
   // The reference has no step counter or optimizer of its own (ReferenceBackend runs Adam after
@@ -40,19 +39,20 @@ struct ReferenceVae<T>::Ops {
     T* y = at(act().out[layer]);
     ref::linear_forward(rows, l.in, l.out, l.relu, in.images ? x : at(in.x), params + l.weight_offset,
                         params + l.bias_offset, l.batch_norm ? at(act().pre[layer]) : y);
-    if (l.batch_norm) batch_norm_forward(rows, layer);
+    if (l.batch_norm) batch_norm_forward(rows, layer, work.training);
     if (!l.relu && l.activation != Activation::kIdentity)
       ref::activation_forward(static_cast<int64_t>(rows) * l.out, l.activation, T(l.negative_slope), y);
     if (work.reparam)
       ref::reparam_forward(rows, act().latent, seed, stream, y, at(act().eps), at(act().z));
     if (work.loss != step::LossWork::kNone) loss(rows, layer, work.loss == step::LossWork::kSumsAndGradient);
   }
-  void batch_norm_forward(int rows, int layer) const {
+  // Training mode (step::ForwardWork::training, as on the GPU) uses and moves the batch's statistics.
+  void batch_norm_forward(int rows, int layer, bool training) const {
     const LinearSlot& l = vae.layout_.layers[layer];
     if (running == nullptr) throw Error("reference model: BatchNorm layers need their running statistics");
     const T* h = at(act().pre[layer]);
     const T *gamma = params + l.bn_weight_offset, *beta = params + l.bn_bias_offset;
-    if (training())
+    if (training)
       ref::batch_norm_forward_training(rows, l.out, T(kBatchNormMomentum), T(kBatchNormEps), h, gamma, beta,
                                        at(act().out[layer]), at(act().batch_mean[layer]),
                                        at(act().batch_invstd[layer]), running + l.running_mean_offset,
