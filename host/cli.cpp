@@ -71,6 +71,14 @@ CommandLine parse_command_line(int argc, const char* const* argv) {
   auto* latent_map =
       app.add_option("--latent-map", result.checkpoint, "Decode a grid over the latent plane (latent 2 only)")
           ->option_text("CKPT");
+  auto* serve = app.add_option("--serve", result.serve.checkpoints,
+                               "Serve the playground (draw, reconstruct, interpolate, explore) for these checkpoints")
+                    ->option_text("CKPT...")
+                    ->expected(1, -1);
+  std::string port = fmt::format("{}", result.serve.port);
+  auto* host_option = app.add_option("--host", result.serve.host, "--serve: the address to listen on (loopback: only this machine)")
+                          ->capture_default_str();
+  auto* port_option = app.add_option("--port", port, "--serve: the port (0: any free one)")->type_name("INT")->capture_default_str();
   std::string pair, interpolate_z = "mean";
   auto* pair_option = app.add_option("--pair", pair, "Test images I,J for --interpolate")->option_text("I,J");
   auto* interpolate_z_option =
@@ -78,7 +86,9 @@ CommandLine parse_command_line(int argc, const char* const* argv) {
                      "The ends of --interpolate: the posterior means, or one draw from each posterior (--seed)")
           ->capture_default_str()
           ->check(CLI::IsMember({"mean", "sampled"}));
-  auto* data_option = app.add_option("--data-dir", c.data_dir, "MNIST-format data for --interpolate")->option_text("DIR");
+  auto* data_option =
+      app.add_option("--data-dir", c.data_dir, "MNIST-format data: --interpolate's test images, or --serve's to pick from")
+          ->option_text("DIR");
   auto* resume = app.add_option("--resume", c.resume_from, "Continue training from this checkpoint")->option_text("CKPT");
   app.add_flag("--allow-data-change", c.allow_data_change,
                "With --resume: train on other images of the same shape, from the start of the checkpoint's epoch");
@@ -153,19 +163,29 @@ CommandLine parse_command_line(int argc, const char* const* argv) {
         return find_preset(name) ? std::string() : fmt::format("'{}' is not a preset ({})", name, preset_names());
       });
   // What to do and on what stays on the command line; every other option may come from --config.
-  for (CLI::Option* command : {train, sample, interpolate, latent_map, pair_option, data_option, resume})
+  for (CLI::Option* command :
+       {train, sample, interpolate, latent_map, serve, host_option, port_option, pair_option, data_option, resume})
     command->configurable(false);
   const auto config_file = add_config_option(app);
 
   try {
     app.parse(argc, argv);
-    const int commands = static_cast<int>(train->count() + sample->count() + interpolate->count() + latent_map->count());
+    const int commands = static_cast<int>(train->count() + sample->count() + interpolate->count() +
+                                          latent_map->count() + (serve->count() > 0));
     if (commands != 1)
-      throw UsageError("give exactly one of --train DIR, --sample CKPT, --interpolate CKPT, --latent-map CKPT");
+      throw UsageError(
+          "give exactly one of --train DIR, --sample CKPT, --interpolate CKPT, --latent-map CKPT, --serve CKPT...");
     result.command = sample->count() ? Command::kSample
                      : interpolate->count() ? Command::kInterpolate
                      : latent_map->count() ? Command::kLatentMap
-                                           : Command::kTrain;
+                     : serve->count() ? Command::kServe
+                                      : Command::kTrain;
+    if (result.command == Command::kServe) {
+      result.serve.port = parse_integer_flag("--port", port, limits::kPort);
+      if (data_option->count()) result.serve.data_dir = c.data_dir;
+    } else if (host_option->count() || port_option->count()) {
+      throw UsageError(fmt::format("{} goes with --serve", host_option->count() ? "--host" : "--port"));
+    }
     if (result.command == Command::kInterpolate) {
       if (!pair_option->count() || !data_option->count())
         throw UsageError("--interpolate needs --pair I,J and --data-dir DIR (the test images)");

@@ -10,6 +10,7 @@
 #include "vae/error.hpp"
 #include "vae/inspect.hpp"
 #include "vae/omp_wait_policy.hpp"
+#include "vae/serve_command.hpp"
 #include "vae/train_command.hpp"
 
 namespace {
@@ -24,6 +25,10 @@ std::string output_png(const std::string& out, const std::string& default_name) 
 
 int run_command(const vae::CommandLine& command) {
   if (command.command == vae::Command::kTrain) return vae::run_train(command.config, command.explicit_model_flags);
+  if (command.command == vae::Command::kServe) {
+    vae::run_serve(command.serve);
+    return 0;
+  }
   vae::InspectOptions options;
   options.checkpoint = command.checkpoint;
   options.data_dir = command.config.data_dir;

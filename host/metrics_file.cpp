@@ -4,7 +4,9 @@
 
 #include <fmt/format.h>
 
+#include <cmath>
 #include <fstream>
+#include <vector>
 #include <sstream>
 
 #include "atomic_file.hpp"
@@ -44,6 +46,28 @@ void MetricsFile::add(const EpochStats& s) {
 void MetricsFile::save() const {
   const std::string text = std::string(kHeader) + "\n" + rows_;
   replace_file_atomically(path_, {{text.data(), text.size()}});
+}
+
+std::optional<double> read_test_loss(const std::filesystem::path& metrics_csv, int epoch) {
+  std::ifstream in(metrics_csv);
+  std::string line;
+  const std::string columns_up_to_test_loss = "epoch,step,train_loss,reconstruction,kl,test_loss";
+  if (!std::getline(in, line) || line.rfind(columns_up_to_test_loss, 0) != 0) return std::nullopt;
+  while (std::getline(in, line)) {
+    std::istringstream row(line);
+    std::string field;
+    std::vector<std::string> fields;
+    while (std::getline(row, field, ',')) fields.push_back(field);
+    if (fields.size() < 6 || fields[0] != std::to_string(epoch)) continue;
+    try {
+      size_t used = 0;
+      const double loss = std::stod(fields[5], &used);
+      if (used == fields[5].size() && std::isfinite(loss)) return loss;
+    } catch (const std::exception&) {
+    }
+    return std::nullopt;
+  }
+  return std::nullopt;
 }
 
 }  // namespace vae

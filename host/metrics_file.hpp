@@ -4,6 +4,7 @@
 #pragma once
 
 #include <filesystem>
+#include <optional>
 #include <string>
 
 #include "vae/trainer.hpp"
@@ -34,5 +35,10 @@ class MetricsFile {
   std::filesystem::path path_;
   std::string rows_;
 };
+
+// The test loss of `epoch`'s row in a metrics.csv written by MetricsFile (this header or an older
+// one without the lr column); absent when the file, its header or the row is missing or unreadable,
+// since callers only show it.
+std::optional<double> read_test_loss(const std::filesystem::path& metrics_csv, int epoch);
 
 }  // namespace vae

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 
+#include "metrics_file.hpp"
 #include "request_fields.hpp"
 #include "vae/checkpoint.hpp"
 #include "vae/error.hpp"
@@ -22,6 +23,9 @@ namespace {
 
 using nlohmann::json;
 
+// Rows a batch decode works on at a time: its scratch stays small however many latents are asked for.
+constexpr int kDecodeRows = 64;
+
 PlaygroundModel load(const std::filesystem::path& file) {
   Checkpoint checkpoint = read_checkpoint(file);
   PlaygroundModel m;
@@ -35,6 +39,7 @@ PlaygroundModel load(const std::filesystem::path& file) {
   m.epochs_trained = checkpoint.position.epoch - 1;  // batch 0 of epoch e + 1 is the end of epoch e
   m.batches_into_epoch = checkpoint.position.batch;
   if (checkpoint.plateau && std::isfinite(checkpoint.plateau->best)) m.best_test_loss = checkpoint.plateau->best;
+  if (m.epochs_trained > 0) m.test_loss = read_test_loss(file.parent_path() / "metrics.csv", m.epochs_trained);
   return m;
 }
 
@@ -64,6 +69,7 @@ json describe(const PlaygroundModel& m, size_t id) {
           {"batch_norm", m.model.batch_norm},
           {"epochs_trained", m.epochs_trained},
           {"batches_into_epoch", m.batches_into_epoch},
+          {"test_loss", m.test_loss ? json(*m.test_loss) : json(nullptr)},
           {"best_test_loss", m.best_test_loss ? json(*m.best_test_loss) : json(nullptr)}};
 }
 
@@ -88,12 +94,15 @@ class Session {
 
 class Handlers {
  public:
-  explicit Handlers(const std::vector<PlaygroundModel>& models) : models_(models) {}
+  Handlers(const std::vector<PlaygroundModel>& models, const MnistSplit& test_images)
+      : models_(models), test_images_(test_images) {}
 
   json models() const {
     json list = json::array();
     for (size_t i = 0; i < models_.size(); ++i) list.push_back(describe(models_[i], i));
-    return {{"models", list}};
+    return {{"models", list},
+            {"test_images",
+             {{"count", test_images_.count}, {"rows", test_images_.rows}, {"cols", test_images_.cols}}}};
   }
 
   json encode(const json& request) const {
@@ -106,9 +115,34 @@ class Handlers {
 
   json decode(const json& request) const {
     const PlaygroundModel& m = model(request);
-    const std::vector<float> z = latent(required_field(request, "z"), "z", m);
-    Session session(m, 1);
-    return {{"pixels", session.decode(1, z)}};
+    const bool one = request.contains("z"), many = request.contains("latents");
+    if (one == many) throw RequestError("z, latents: give exactly one of them");
+    if (one) {
+      const std::vector<float> z = latent(request["z"], "z", m);
+      Session session(m, 1);
+      return {{"pixels", session.decode(1, z)}};
+    }
+    const json& rows = request["latents"];
+    if (!rows.is_array() || rows.empty() || rows.size() > static_cast<size_t>(kMaxDecodeBatch))
+      throw RequestError(fmt::format("latents: an array of 1 to {} latents expected", kMaxDecodeBatch));
+    std::vector<float> z;
+    for (size_t i = 0; i < rows.size(); ++i) {
+      const std::vector<float> row = latent(rows[i], fmt::format("latents[{}]", i), m);
+      z.insert(z.end(), row.begin(), row.end());
+    }
+    const int count = static_cast<int>(rows.size());
+    Session session(m, std::min(count, kDecodeRows));
+    return {{"images", rows_of(session.decode(count, z), count, m.model.input)}};
+  }
+
+  json test_image(const json& request) const {
+    if (test_images_.count == 0) throw RequestError("index: no test images (start the server with --data-dir DIR)");
+    const int64_t index = integer_field(required_field(request, "index"), "index", 0, test_images_.count - 1);
+    const int size = test_images_.image_size();
+    std::vector<float> pixels(static_cast<size_t>(size));
+    for (int i = 0; i < size; ++i) pixels[i] = test_images_.pixels[index * size + i] / 255.0f;
+    return {{"index", index}, {"label", test_images_.labels[index]}, {"rows", test_images_.rows},
+            {"cols", test_images_.cols}, {"pixels", pixels}};
   }
 
   json reconstruct(const json& request) const {
@@ -209,18 +243,22 @@ class Handlers {
   }
 
   const std::vector<PlaygroundModel>& models_;
+  const MnistSplit& test_images_;
 };
 
 }  // namespace
 
-Playground::Playground(const std::vector<std::filesystem::path>& checkpoints) {
+Playground::Playground(const std::vector<std::filesystem::path>& checkpoints,
+                       const std::optional<std::filesystem::path>& data_dir) {
   for (const auto& file : checkpoints) models_.push_back(load(file));
+  if (data_dir) test_images_ = load_mnist_dir(*data_dir).test;
 }
 
-Playground::Playground(std::vector<PlaygroundModel> models) : models_(std::move(models)) {}
+Playground::Playground(std::vector<PlaygroundModel> models, MnistSplit test_images)
+    : models_(std::move(models)), test_images_(std::move(test_images)) {}
 
 PlaygroundResponse Playground::handle(const std::string& endpoint, const json& request) const {
-  const Handlers handlers(models_);
+  const Handlers handlers(models_, test_images_);
   try {
     if (endpoint == "models") return {200, handlers.models()};
     if (endpoint == "encode") return {200, handlers.encode(request)};
@@ -228,6 +266,7 @@ PlaygroundResponse Playground::handle(const std::string& endpoint, const json& r
     if (endpoint == "reconstruct") return {200, handlers.reconstruct(request)};
     if (endpoint == "interpolate") return {200, handlers.interpolate(request)};
     if (endpoint == "sample") return {200, handlers.sample(request)};
+    if (endpoint == "test_image") return {200, handlers.test_image(request)};
     return {404, {{"error", fmt::format("{}: no such endpoint", endpoint)}}};
   } catch (const RequestError& e) {
     return {400, {{"error", e.what()}}};

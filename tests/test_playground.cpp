@@ -5,12 +5,14 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <fstream>
 #include <random>
 #include <thread>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
+#include "metrics_file.hpp"
 #include "playground.hpp"
 #include "test_support.hpp"
 #include "vae/checkpoint.hpp"
@@ -267,7 +269,14 @@ TEST_F(PlaygroundTest, MalformedRequestsAre400sNamingTheField) {
       {"decode", {{"model", "0"}, {"z", {0, 0}}}, "model"},
       {"decode", {{"model", 0.5}, {"z", {0, 0}}}, "model"},
       {"decode", {{"model", true}, {"z", {0, 0}}}, "model"},
-      {"decode", {{"model", 0}}, "z"},
+      {"decode", {{"model", 0}}, "z, latents"},
+      {"decode", {{"model", 0}, {"z", {0, 0}}, {"latents", {{0, 0}}}}, "z, latents"},
+      {"decode", {{"model", 0}, {"latents", json::array()}}, "latents"},
+      {"decode", {{"model", 0}, {"latents", {0, 0}}}, "latents[0]"},
+      {"decode", {{"model", 0}, {"latents", {{0, 0}, {0, 0}, {0}}}}, "latents[2]"},
+      {"decode", {{"model", 0}, {"latents", json(std::vector<std::vector<float>>(kMaxDecodeBatch + 1, {0, 0}))}}, "latents"},
+      {"decode", {{"model", 0}, {"latents", "many"}}, "latents"},
+      {"test_image", {{"index", 0}}, "index"},
       {"decode", {{"model", 0}, {"z", {0, 0, 0}}}, "z"},
       {"decode", {{"model", 0}, {"z", 1.0}}, "z"},
       {"decode", {{"model", 0}, {"z", {0, nullptr}}}, "z[1]"},
@@ -334,6 +343,82 @@ TEST_F(PlaygroundTest, ConcurrentRequestsGiveTheSameAnswersAsOneAtATime) {
       EXPECT_EQ(r.status, 200);
       EXPECT_EQ(r.body, alone[t]) << t;
     }
+}
+
+TEST_F(PlaygroundTest, ABatchOfLatentsDecodesAsEachOneAlone) {
+  // 70 latents: more than a batch decode's 64 rows, so the chunks' seam is crossed.
+  const int count = 70;
+  for (int id : {0, 1}) {
+    const int latent = checkpoints_[id].config.model.latent;
+    const std::vector<float> z = sample_latents(9, count, latent);
+    json latents = json::array();
+    for (int i = 0; i < count; ++i) latents.push_back(std::vector<float>(z.begin() + i * latent, z.begin() + (i + 1) * latent));
+    const json images = ok("decode", {{"model", id}, {"latents", latents}})["images"];
+    ASSERT_EQ(images.size(), static_cast<size_t>(count));
+    EXPECT_EQ(flat(images), reference_decode(id, count, z)) << id;
+    EXPECT_EQ(images[count - 1], ok("decode", {{"model", id}, {"z", latents[count - 1]}})["pixels"]) << id;
+  }
+}
+
+TEST_F(PlaygroundTest, TestImagesAreServedByIndexScaledToOne) {
+  EXPECT_EQ(ok("models", json::object())["test_images"], json({{"count", 0}, {"rows", 0}, {"cols", 0}}));
+  const MnistSplit split = testing_support::random_split(5, 3);
+  const Playground with_images(playground_->models(), split);
+  const json listed = with_images.handle("models", json::object()).body["test_images"];
+  EXPECT_EQ(listed, json({{"count", 5}, {"rows", 28}, {"cols", 28}}));
+  const PlaygroundResponse r = with_images.handle("test_image", {{"index", 4}});
+  ASSERT_EQ(r.status, 200) << r.body.dump();
+  EXPECT_EQ(r.body["index"], 4);
+  EXPECT_EQ(r.body["label"], 0);
+  std::vector<float> expected(784);
+  for (int i = 0; i < 784; ++i) expected[i] = split.pixels[4 * 784 + i] / 255.0f;
+  EXPECT_EQ(r.body["pixels"].get<std::vector<float>>(), expected);
+  for (const json& bad : {json({{"index", 5}}), json({{"index", -1}}), json({{"index", "1"}}), json::object()}) {
+    const PlaygroundResponse refused = with_images.handle("test_image", bad);
+    EXPECT_EQ(refused.status, 400) << bad.dump();
+    EXPECT_EQ(refused.body["error"].get<std::string>().rfind("index:", 0), 0u) << refused.body.dump();
+  }
+  // The image, sent back, is an input the models take.
+  EXPECT_EQ(with_images.handle("encode", {{"model", 0}, {"pixels", r.body["pixels"]}}).status, 200);
+}
+
+TEST_F(PlaygroundTest, TestImagesComeFromTheDataFoldersTestSplit) {
+  testing_support::write_tiny_mnist(dir_.path() / "data", 3, 4, 28, 28, 7);
+  const Playground with_images(files_, dir_.path() / "data");
+  const MnistSplit test = load_mnist_dir(dir_.path() / "data").test;
+  ASSERT_EQ(with_images.test_images().count, 4);
+  const json image = with_images.handle("test_image", {{"index", 2}}).body;
+  EXPECT_EQ(image["label"], test.labels[2]);
+  EXPECT_EQ(image["pixels"][100], test.pixels[2 * 784 + 100] / 255.0f);
+  try {
+    Playground missing(files_, dir_.path() / "no-data");
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("no-data"), std::string::npos) << e.what();
+  }
+}
+
+TEST_F(PlaygroundTest, TheTestLossComesFromTheRunsMetricsBesideTheCheckpoint) {
+  // The Gaussian checkpoint has finished 3 epochs: its row is epoch 3, not the last row.
+  const auto write_metrics = [&](const std::string& text) {
+    std::ofstream(dir_.path() / "metrics.csv") << text;
+    return Playground(files_).handle("models", json::object()).body["models"];
+  };
+  const std::string rows = "1,10,300,280,20,290.5,1000,1,0.001\n2,20,200,180,20,190.25,1000,1,0.001\n"
+                           "3,30,150,130,20,140.125,1000,1,0.001\n4,40,140,120,20,139,1000,1,0.001\n";
+  json models = write_metrics(std::string(MetricsFile::kHeader) + "\n" + rows);
+  EXPECT_EQ(models[1]["test_loss"], 140.125);
+  EXPECT_TRUE(models[0]["test_loss"].is_null()) << "no epoch finished";
+  // An older run's file, before the lr column, is read too.
+  models = write_metrics("epoch,step,train_loss,reconstruction,kl,test_loss,images_per_s,seconds\n3,30,1,1,1,77.5,1,1\n");
+  EXPECT_EQ(models[1]["test_loss"], 77.5);
+  // Anything else is no test loss, never an error: another file, a damaged value, no row for the epoch.
+  for (const std::string& text : {std::string("a,b,c\n3,4,5\n"), std::string(MetricsFile::kHeader) + "\n3,30,1,1,1,7x,1,1,1\n",
+                                  std::string(MetricsFile::kHeader) + "\n3,30,1,1,1,nan,1,1,1\n",
+                                  std::string(MetricsFile::kHeader) + "\n1,10,1,1,1,5,1,1,1\n", std::string()})
+    EXPECT_TRUE(write_metrics(text)[1]["test_loss"].is_null()) << text;
+  std::filesystem::remove(dir_.path() / "metrics.csv");
+  EXPECT_TRUE(Playground(files_).handle("models", json::object()).body["models"][1]["test_loss"].is_null());
 }
 
 TEST(Playground, AMissingCheckpointIsAnErrorNamingIt) {

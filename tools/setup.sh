@@ -8,7 +8,8 @@ build_dir=${1:-build}
 shift || true
 
 bash tools/install-packages.sh cmake g++ make libfmt-dev libcli11-dev nlohmann-json3-dev zlib1g-dev \
-  libgtest-dev libgmock-dev libpng-dev libxxhash-dev libtoml11-dev python3-matplotlib "$@"
+  libgtest-dev libgmock-dev libpng-dev libxxhash-dev libtoml11-dev libcpp-httplib-dev pkg-config \
+  python3-matplotlib "$@"
 
 if ! command -v nvcc >/dev/null && [[ ! -x /usr/local/cuda/bin/nvcc ]]; then
   echo "setup: the CUDA toolkit (nvcc) is required to build; install CUDA 13 under /usr/local/cuda" >&2

@@ -7,11 +7,12 @@
 #include <vector>
 
 #include "vae/config.hpp"
+#include "vae/serve_command.hpp"
 
 namespace vae {
 
 // What the invocation asks for: training, or one of the commands that read a checkpoint.
-enum class Command { kTrain, kSample, kInterpolate, kLatentMap };
+enum class Command { kTrain, kSample, kInterpolate, kLatentMap, kServe };
 
 struct CommandLine {
   std::optional<int> exit_code;  // set when the program should stop right away (help, version, bad flags)
@@ -20,6 +21,7 @@ struct CommandLine {
   std::string checkpoint;     // the CKPT of --sample, --interpolate, --latent-map
   int pair_i = 0, pair_j = 1;  // --pair I,J for --interpolate
   bool sampled_ends = false;   // --interpolate-z sampled
+  ServeOptions serve;          // --serve CKPT... with --host, --port and --data-dir
   // The flags that fix the model and the optimiser which were given explicitly: with --resume each must
   // agree with the checkpoint, since the checkpoint's values are the ones used.
   std::vector<std::string> explicit_model_flags;

@@ -94,6 +94,7 @@ inline constexpr RealRange kPlateauThreshold{0.0, 1.0};
 inline constexpr IntegerRange<int> kPlateauCooldown{0, 1'000'000};
 inline constexpr RealRange kMinLr{0.0, 10.0};
 inline constexpr IntegerRange<int> kEncoderOutput{0, kMaxWidth};  // 0: no such layer
+inline constexpr IntegerRange<int> kPort{0, 65535};               // --serve's; 0: any free port
 }  // namespace limits
 
 // The names the CLI and checkpoints use: "relu", "leaky_relu"; "bernoulli", "gaussian". parse_*
