@@ -222,9 +222,11 @@ class Handlers {
     if (!value.is_object()) throw RequestError(fmt::format("{}: an object {{width, height, pixels}} expected", field));
     const bool mnist_shaped = m.model.input == kMnistSide * kMnistSide &&
                               (m.image_rows == 0 || (m.image_rows == kMnistSide && m.image_cols == kMnistSide));
-    if (!mnist_shaped)
-      throw RequestError(fmt::format("{}: the model takes {}x{} images, a canvas becomes 28x28", field, m.image_rows,
-                                     m.image_cols));
+    if (!mnist_shaped) {
+      const std::string shape = m.image_rows > 0 ? fmt::format("{}x{} images", m.image_rows, m.image_cols)
+                                                 : fmt::format("images of {} values", m.model.input);
+      throw RequestError(fmt::format("{}: the model takes {}, a canvas becomes 28x28", field, shape));
+    }
     const int width = static_cast<int>(integer_field(required_field(value, "width", field), field + ".width", 1, kMaxCanvasSide));
     const int height = static_cast<int>(integer_field(required_field(value, "height", field), field + ".height", 1, kMaxCanvasSide));
     const std::vector<float> pixels = numbers_field(required_field(value, "pixels", field), field + ".pixels",

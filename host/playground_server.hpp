@@ -10,8 +10,8 @@
 
 namespace vae {
 
-// A request body larger than this is refused with 413 before it is read: a 1024 x 1024 canvas
-// written with four characters a pixel fits.
+// A request body larger than this is refused with 413 (httplib reads and drops what was sent) and
+// never parsed: a 1024 x 1024 canvas written with four characters a pixel fits.
 inline constexpr size_t kMaxRequestBytes = 8u << 20;
 
 class PlaygroundServer {
@@ -23,9 +23,10 @@ class PlaygroundServer {
   // the address when it cannot be bound (in use, no such interface, not an address).
   int bind(const std::string& host, int port);
   // Serves on the bound socket until stop(); requests run on a pool of threads, concurrently.
+  // Throws vae::Error when the socket fails (accepting no more connections) without a stop.
   void run();
-  // Stops run() from any thread (not from a signal handler); waits until run() has started, so an
-  // early stop is not lost.
+  // Makes run() return, from any thread but a signal handler, and waits until it has: the requests
+  // in progress finish first. A stop before run() makes run() return at once.
   void stop();
 
  private:

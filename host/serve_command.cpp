@@ -10,6 +10,7 @@
 #include <atomic>
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <ctime>
 #include <filesystem>
 #include <thread>
@@ -34,6 +35,35 @@ class BlockedStopSignals {
 
  private:
   sigset_t set_, previous_;
+};
+
+// While it lives, a thread takes the blocked signals: the first stops the server, which waits for
+// the requests in progress; a second ends the process at once, as a second Ctrl-C does in training.
+// A signal that came while the checkpoints loaded is taken at once.
+class StopOnSignal {
+ public:
+  StopOnSignal(const sigset_t& signals, PlaygroundServer& server)
+      : waiter_([this, &signals, &server] {
+          const timespec tick{0, 100'000'000};
+          while (!finished_) {
+            if (sigtimedwait(&signals, nullptr, &tick) <= 0) continue;
+            if (stopper_.joinable()) {
+              fmt::print(stderr, "vae_cuda: stopped at once (second signal)\n");
+              std::_Exit(130);
+            }
+            stopper_ = std::thread([&server] { server.stop(); });
+          }
+        }) {}
+  ~StopOnSignal() {
+    finished_ = true;
+    waiter_.join();
+    if (stopper_.joinable()) stopper_.join();
+  }
+
+ private:
+  std::atomic<bool> finished_{false};
+  std::thread stopper_;  // before waiter_, which starts it
+  std::thread waiter_;
 };
 
 std::string url(const std::string& host, int port) {
@@ -63,19 +93,10 @@ void run_serve(const ServeOptions& options) {
   fmt::print("playground at {} (Ctrl-C stops)\n", url(options.host, port));
   std::fflush(stdout);
 
-  std::atomic<bool> finished{false};  // a signal that came while loading is taken at once
-  std::thread waiter([&] {
-    const timespec tick{0, 100'000'000};
-    while (!finished) {
-      if (sigtimedwait(&signals.set(), nullptr, &tick) > 0) {
-        server.stop();
-        return;
-      }
-    }
-  });
-  server.run();
-  finished = true;
-  waiter.join();
+  {
+    const StopOnSignal stop_on_signal(signals.set(), server);
+    server.run();
+  }
   fmt::print("stopped\n");
 }
 

@@ -421,6 +421,28 @@ TEST_F(PlaygroundTest, TheTestLossComesFromTheRunsMetricsBesideTheCheckpoint) {
   EXPECT_TRUE(Playground(files_).handle("models", json::object()).body["models"][1]["test_loss"].is_null());
 }
 
+TEST(Playground, ACanvasIsRefusedByAModelOfOtherImages) {
+  TempDir dir;
+  ModelConfig small = bernoulli_model();
+  small.input = 16 * 16;
+  Checkpoint square = make_checkpoint(small, 3);
+  square.data = DataIdentity{16, 16, 100, 1, 2};
+  write_checkpoint(dir.path() / "square.safetensors", square);
+  std::vector<PlaygroundModel> models = Playground({dir.path() / "square.safetensors"}).models();
+  models.push_back(models[0]);
+  models[1].image_rows = models[1].image_cols = 0;  // as a version-1 checkpoint, which records no shape
+  const Playground playground(models);
+  const json canvas = {{"width", 2}, {"height", 2}, {"pixels", {0, 1, 0, 0}}};
+  const PlaygroundResponse a = playground.handle("encode", {{"model", 0}, {"canvas", canvas}});
+  EXPECT_EQ(a.status, 400);
+  EXPECT_EQ(a.body["error"], "canvas: the model takes 16x16 images, a canvas becomes 28x28");
+  const PlaygroundResponse b = playground.handle("interpolate", {{"model", 1}, {"images", {canvas, canvas}}, {"frames", 2}});
+  EXPECT_EQ(b.status, 400);
+  EXPECT_EQ(b.body["error"], "images[0]: the model takes images of 256 values, a canvas becomes 28x28");
+  // Its own pixels are fine.
+  EXPECT_EQ(playground.handle("encode", {{"model", 0}, {"pixels", std::vector<float>(256, 0.5f)}}).status, 200);
+}
+
 TEST(Playground, AMissingCheckpointIsAnErrorNamingIt) {
   TempDir dir;
   try {

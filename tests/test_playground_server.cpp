@@ -5,7 +5,10 @@
 #include <gtest/gtest.h>
 #include <fmt/format.h>
 #include <httplib.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -151,6 +154,21 @@ TEST_F(ServerTest, TheServersOwnRefusalsAreJsonLines) {
   // Checkpoints are reached by id only: a path where an id goes is a 400, a path in the URL a 404.
   EXPECT_EQ(post("decode", {{"model", "/etc/passwd"}, {"z", {0, 0}}}, 400)["error"].get<std::string>().rfind("model:", 0), 0u);
   EXPECT_EQ(c.Post("/api/../../latent2.safetensors", "{}", "application/json")->status, 404);
+  // Numbers past a double's range and nesting past any request's are the client's mistakes, not 500s.
+  const auto refused = [&](const std::string& body) {
+    const auto r = c.Post("/api/decode", body, "application/json");
+    EXPECT_TRUE(r);
+    if (!r) return std::string();
+    EXPECT_EQ(r->status, 400) << body.substr(0, 40);
+    return json::parse(r->body)["error"].get<std::string>();
+  };
+  EXPECT_EQ(refused(R"({"model": 0, "z": [1e400, 0]})").rfind("request body: not JSON", 0), 0u);
+  EXPECT_EQ(refused(std::string(100000, '[')), "request body: nested deeper than 8");
+  // A GET of an API endpoint is a 404 that says the API takes POST.
+  const auto get_decode = c.Get("/api/decode");
+  ASSERT_TRUE(get_decode);
+  EXPECT_EQ(get_decode->status, 404);
+  EXPECT_NE(json::parse(get_decode->body)["error"].get<std::string>().find("POST /api/"), std::string::npos);
   // A body over the limit is refused before it is parsed.
   const std::string huge(kMaxRequestBytes + 1, ' ');
   const auto too_big = c.Post("/api/decode", huge, "application/json");
@@ -159,6 +177,50 @@ TEST_F(ServerTest, TheServersOwnRefusalsAreJsonLines) {
   EXPECT_NE(json::parse(too_big->body)["error"].get<std::string>().find("over"), std::string::npos);
   // The server still answers after all that.
   EXPECT_EQ(post("decode", {{"model", 0}, {"z", {0, 0}}}).count("pixels"), 1u);
+}
+
+// Sends `request` as it is on a new connection and returns the response's status and body.
+std::pair<int, std::string> raw_exchange(int port, const std::string& request) {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_port = htons(static_cast<uint16_t>(port));
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0) return {-1, "connect failed"};
+  send(fd, request.data(), request.size(), MSG_NOSIGNAL);
+  std::string response;
+  char buffer[4096];
+  for (ssize_t n; (n = recv(fd, buffer, sizeof buffer, 0)) > 0;) response.append(buffer, static_cast<size_t>(n));
+  close(fd);
+  const size_t body = response.find("\r\n\r\n");
+  if (response.rfind("HTTP/1.1 ", 0) != 0 || body == std::string::npos) return {-1, response};
+  return {std::stoi(response.substr(9, 3)), response.substr(body + 4)};
+}
+
+TEST_F(ServerTest, BodiesTheSizeLimitCannotHoldAreRefusedUnread) {
+  // httplib holds only a body with a Content-Length to the limit; anything else is refused before
+  // it is read, with the JSON type required too (so a web page's plain form post cannot reach it).
+  const std::string decode = R"({"model": 0, "z": [0, 0]})";
+  const auto post = [&](const std::string& headers, const std::string& body) {
+    return raw_exchange(port_, "POST /api/decode HTTP/1.1\r\nHost: x\r\nConnection: close\r\n" + headers + "\r\n" + body);
+  };
+  const std::string length = fmt::format("Content-Length: {}\r\n", decode.size());
+  const auto chunked = post("Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n",
+                            fmt::format("{:x}\r\n{}\r\n0\r\n\r\n", decode.size(), decode));
+  EXPECT_EQ(chunked.first, 415) << chunked.second;
+  EXPECT_NE(chunked.second.find("Transfer-Encoding"), std::string::npos) << chunked.second;
+  const auto gzip = post("Content-Type: application/json\r\nContent-Encoding: gzip\r\n" + length, decode);
+  EXPECT_EQ(gzip.first, 415) << gzip.second;
+  const auto no_length = post("Content-Type: application/json\r\n", decode);
+  EXPECT_EQ(no_length.first, 411) << no_length.second;
+  EXPECT_NE(no_length.second.find("Content-Length"), std::string::npos) << no_length.second;
+  const auto form = post("Content-Type: application/x-www-form-urlencoded\r\n" + length, decode);
+  EXPECT_EQ(form.first, 415) << form.second;
+  EXPECT_NE(form.second.find("application/json"), std::string::npos) << form.second;
+  // The same request, plain and typed, is answered.
+  const auto plain = post("Content-Type: application/json\r\n" + length, decode);
+  EXPECT_EQ(plain.first, 200) << plain.second;
+  EXPECT_EQ(json::parse(plain.second), playground_->handle("decode", json::parse(decode)).body);
 }
 
 TEST_F(ServerTest, ConcurrentClientsGetTheAnswersTheyWouldGetAlone) {

@@ -17,20 +17,26 @@ const state = {
   z: [],                // Explore's latent, all dimensions
   lastReconstruct: null, // the last reconstruct request and its answer (read by the browser test)
   drawings: null,
+  busy: 0,              // API calls and live updates under way: 0 when the page shows its last answers
 };
 window.playground = state;
 
 // --- the API ---
 
 async function api(endpoint, body) {
-  const response = await fetch(`/api/${endpoint}`, body === undefined ? {} : {
-    method: "POST",
-    headers: { "Content-Type": "application/json" },
-    body: JSON.stringify(body),
-  });
-  const answer = await response.json();
-  if (!response.ok) throw new Error(`${endpoint}: ${answer.error || response.status}`);
-  return answer;
+  state.busy += 1;
+  try {
+    const response = await fetch(`/api/${endpoint}`, body === undefined ? {} : {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify(body),
+    });
+    const answer = await response.json();
+    if (!response.ok) throw new Error(`${endpoint}: ${answer.error || response.status}`);
+    return answer;
+  } finally {
+    state.busy -= 1;
+  }
 }
 
 function showStatus(text, isError = false) {
@@ -45,16 +51,17 @@ function coalesced(task) {
   const run = async () => {
     if (running) { again = true; return; }
     running = true;
-    try {
-      do {
-        again = false;
+    state.busy += 1;
+    do {
+      again = false;
+      try {
         await task();
-      } while (again);
-    } catch (error) {
-      showStatus(error.message, true);
-    } finally {
-      running = false;
-    }
+      } catch (error) {
+        showStatus(error.message, true);
+      }
+    } while (again);
+    state.busy -= 1;
+    running = false;
   };
   return run;
 }
@@ -94,13 +101,21 @@ class Drawing {
     this.context = canvas.getContext("2d", { willReadFrequently: true });
     this.strokes = [];
     this.testImage = null;  // {pixels, rows, cols} when a test image stands in for a drawing
+    this.pointer = null;    // the id of the pointer drawing the current stroke
+    this.enabled = true;
     this.onStroke = onStroke;  // while a stroke is drawn
     this.onChange = onChange;  // after a stroke ends, on undo and on clear
     canvas.addEventListener("pointerdown", (event) => this.start(event));
     canvas.addEventListener("pointermove", (event) => this.extend(event));
-    canvas.addEventListener("pointerup", () => this.finish());
-    canvas.addEventListener("pointercancel", () => this.finish());
+    for (const end of ["pointerup", "pointercancel", "lostpointercapture"])
+      canvas.addEventListener(end, (event) => this.finish(event));
     this.redraw();
+  }
+
+  // Off for a model that does not take 28x28 drawings.
+  setEnabled(enabled) {
+    this.enabled = enabled;
+    this.canvas.classList.toggle("disabled", !enabled);
   }
 
   point(event) {
@@ -109,31 +124,35 @@ class Drawing {
             (event.clientY - box.top) * this.canvas.height / box.height];
   }
 
+  // One pointer draws at a time, with its main button (a mouse's left, a pen's tip, a finger): a
+  // second finger or a right click does not join the stroke.
   start(event) {
     event.preventDefault();
+    if (!this.enabled || this.pointer !== null || event.button !== 0) return;
+    this.pointer = event.pointerId;
     this.canvas.setPointerCapture(event.pointerId);
     if (this.testImage) { this.testImage = null; this.strokes = []; }
     this.strokes.push([this.point(event)]);
-    this.drawing = true;
     this.redraw();
     this.onStroke();
   }
 
   extend(event) {
-    if (!this.drawing) return;
+    if (event.pointerId !== this.pointer) return;
     this.strokes[this.strokes.length - 1].push(this.point(event));
     this.redraw();
     this.onStroke();
   }
 
-  finish() {
-    if (!this.drawing) return;
-    this.drawing = false;
+  finish(event) {
+    if (event.pointerId !== this.pointer) return;
+    this.pointer = null;
     this.onChange();
   }
 
   undo() { this.strokes.pop(); this.testImage = null; this.redraw(); this.onChange(); }
-  clear() { this.strokes = []; this.testImage = null; this.redraw(); this.onChange(); }
+  clear() { this.reset(); this.onChange(); }
+  reset() { this.strokes = []; this.testImage = null; this.redraw(); }
 
   showTestImage(image) {
     this.strokes = [];
@@ -184,8 +203,20 @@ class Drawing {
 
 // --- Reconstruct ---
 
+// The Reconstruct outputs, blank: for an empty drawing, and a model that takes no drawings.
+function clearReconstruction() {
+  for (const id of ["input", "reconstruction"]) drawPixels($(id), new Array(784).fill(0), 28, 28);
+  drawLatentBars([]);
+  state.lastReconstruct = null;
+}
+
 const reconstruct = coalesced(async () => {
   if (!state.model || !takesDrawings()) return;
+  if (drawings.reconstruct.isEmpty()) {
+    clearReconstruction();
+    document.body.dataset.reconstructions = Number(document.body.dataset.reconstructions || 0) + 1;
+    return;
+  }
   const request = { model: state.model.id, canvas: drawings.reconstruct.image() };
   const answer = await api("reconstruct", request);
   if (request.model !== state.model.id) return;  // the model changed while this was decoded
@@ -205,6 +236,7 @@ function drawLatentBars(mu) {
   context.fillRect(0, 0, width, height);
   context.fillStyle = "#3a404c";
   context.fillRect(0, height / 2, width, 1);
+  if (mu.length === 0) return;
   const bar = width / mu.length;
   context.fillStyle = "#6aa8ff";
   mu.forEach((value, i) => {
@@ -218,8 +250,7 @@ function drawLatentBars(mu) {
 const interpolate = coalesced(async () => {
   const ends = [drawings.a, drawings.b];
   if (ends.some((d) => d.isEmpty())) { $("strip").replaceChildren(); return; }
-  const frames = Number($("frames").value);
-  if (!Number.isInteger(frames) || frames < 2 || frames > 64) throw new Error("frames: a whole number from 2 to 64");
+  const frames = Number($("frames").value);  // the server checks it: a bad one is its 400 line
   const request = { model: state.model.id, images: ends.map((d) => d.image()), frames, mode: $("path-mode").value };
   const answer = await api("interpolate", request);
   if (request.model !== state.model.id) return;
@@ -281,6 +312,7 @@ function buildSliders() {
 
 // Sets Explore's latent, moves the sliders to it (a value past +-3 shows at the slider's end) and decodes.
 function setLatent(z) {
+  if (z.length !== state.model.latent) throw new Error(`a latent of ${state.model.latent} values expected`);
   state.z = z;
   const outputs = $("sliders").querySelectorAll("output");
   $("sliders").querySelectorAll("input").forEach((slider, i) => {
@@ -292,7 +324,9 @@ function setLatent(z) {
 
 async function samplePrior() {
   const seed = Math.floor(Math.random() * 2 ** 32);
-  const answer = await api("sample", { model: state.model.id, count: 1, seed });
+  const model = state.model.id;
+  const answer = await api("sample", { model, count: 1, seed });
+  if (model !== state.model.id) return;  // the model changed while this was drawn
   setLatent(answer.latents[0]);
   showStatus(`z ~ N(0, I), seed ${seed}`);
 }
@@ -366,14 +400,20 @@ function selectModel(id) {
   state.model = state.models[id];
   $("model-info").textContent = describe(state.model);
   const drawable = takesDrawings();
-  for (const d of Object.values(drawings)) d.canvas.classList.toggle("disabled", !drawable);
   const { rows, cols } = imageSide();
   const testImagesFit = state.testImages.count > 0 && state.testImages.rows === rows && state.testImages.cols === cols;
   document.querySelectorAll(".test-pick").forEach((el) => { el.hidden = !testImagesFit; });
-  if (!drawable) showStatus(`this model takes ${rows}x${cols} images; drawings become 28x28`, true);
+  // Drawings, and test images of another shape, mean nothing to this model: its ends start empty.
+  for (const d of Object.values(drawings)) {
+    d.setEnabled(drawable);
+    if (!drawable || (d.testImage && !testImagesFit)) d.reset();
+  }
+  showStatus(drawable ? "" : `this model takes ${rows}x${cols} images (${state.model.input} values); drawings ` +
+    "become 28x28, so only Explore and test images serve it", !drawable);
+  clearReconstruction();
   buildSliders();
   buildLatentMap().catch((error) => showStatus(error.message, true));
-  if (!drawings.reconstruct.isEmpty()) reconstruct();
+  reconstruct();
   interpolate();
 }
 
