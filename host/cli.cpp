@@ -79,6 +79,24 @@ CommandLine parse_command_line(int argc, const char* const* argv) {
   auto* host_option = app.add_option("--host", result.serve.host, "--serve: the address to listen on (loopback: only this machine)")
                           ->capture_default_str();
   auto* port_option = app.add_option("--port", port, "--serve: the port (0: any free one)")->type_name("INT")->capture_default_str();
+  auto* evaluate = app.add_option("--evaluate", result.evaluate.checkpoint,
+                                  "ELBO, importance-weighted bound, KL per dimension and active units of CKPT on --data-dir")
+                       ->option_text("CKPT");
+  std::string importance_samples = fmt::format("{}", result.evaluate.importance_samples), split = "test",
+              traverse_image = fmt::format("{}", result.evaluate.traverse_image);
+  auto* importance_option = app.add_option("--importance-samples", importance_samples,
+                                           "--evaluate: samples K of the importance-weighted bound (1 to 100000)")
+                                ->type_name("INT")
+                                ->capture_default_str();
+  auto* split_option = app.add_option("--split", split, "--evaluate: the images to evaluate on")
+                           ->capture_default_str()
+                           ->check(CLI::IsMember({"test", "train"}));
+  auto* json_option =
+      app.add_option("--json", result.evaluate.json_file, "--evaluate: write every figure to this JSON file")->option_text("FILE");
+  auto* traverse_option = app.add_option("--traverse-image", traverse_image,
+                                         "--evaluate: the image whose latent mean the traversal PNG varies")
+                              ->type_name("INT")
+                              ->capture_default_str();
   std::string pair, interpolate_z = "mean";
   auto* pair_option = app.add_option("--pair", pair, "Test images I,J for --interpolate")->option_text("I,J");
   auto* interpolate_z_option =
@@ -86,9 +104,10 @@ CommandLine parse_command_line(int argc, const char* const* argv) {
                      "The ends of --interpolate: the posterior means, or one draw from each posterior (--seed)")
           ->capture_default_str()
           ->check(CLI::IsMember({"mean", "sampled"}));
-  auto* data_option =
-      app.add_option("--data-dir", c.data_dir, "MNIST-format data: --interpolate's test images, or --serve's to pick from")
-          ->option_text("DIR");
+  auto* data_option = app.add_option("--data-dir", c.data_dir,
+                                     "MNIST-format data: --interpolate's test images, --evaluate's images, or --serve's "
+                                     "to pick from")
+                          ->option_text("DIR");
   auto* resume = app.add_option("--resume", c.resume_from, "Continue training from this checkpoint")->option_text("CKPT");
   app.add_flag("--allow-data-change", c.allow_data_change,
                "With --resume: train on other images of the same shape, from the start of the checkpoint's epoch");
@@ -164,22 +183,36 @@ CommandLine parse_command_line(int argc, const char* const* argv) {
       });
   // What to do and on what stays on the command line; every other option may come from --config.
   for (CLI::Option* command :
-       {train, sample, interpolate, latent_map, serve, host_option, port_option, pair_option, data_option, resume})
+       {train, sample, interpolate, latent_map, serve, evaluate, host_option, port_option, pair_option, data_option,
+        resume, json_option})
     command->configurable(false);
   const auto config_file = add_config_option(app);
 
   try {
     app.parse(argc, argv);
     const int commands = static_cast<int>(train->count() + sample->count() + interpolate->count() +
-                                          latent_map->count() + (serve->count() > 0));
+                                          latent_map->count() + (serve->count() > 0) + evaluate->count());
     if (commands != 1)
       throw UsageError(
-          "give exactly one of --train DIR, --sample CKPT, --interpolate CKPT, --latent-map CKPT, --serve CKPT...");
+          "give exactly one of --train DIR, --sample CKPT, --interpolate CKPT, --latent-map CKPT, --evaluate CKPT, "
+          "--serve CKPT...");
     result.command = sample->count() ? Command::kSample
                      : interpolate->count() ? Command::kInterpolate
                      : latent_map->count() ? Command::kLatentMap
                      : serve->count() ? Command::kServe
-                                      : Command::kTrain;
+                     : evaluate->count() ? Command::kEvaluate
+                                         : Command::kTrain;
+    if (result.command == Command::kEvaluate) {
+      if (!data_option->count()) throw UsageError("--evaluate needs --data-dir DIR (the images to evaluate on)");
+      result.evaluate.data_dir = c.data_dir;
+      result.evaluate.importance_samples =
+          parse_integer_flag("--importance-samples", importance_samples, limits::kImportanceSamples);
+      result.evaluate.train_split = split == "train";
+      result.evaluate.traverse_image = parse_integer_flag("--traverse-image", traverse_image, limits::kImageIndex);
+    } else {
+      for (CLI::Option* option : {importance_option, split_option, json_option, traverse_option})
+        if (option->count()) throw UsageError(fmt::format("{} goes with --evaluate", option->get_name()));
+    }
     if (result.command == Command::kServe) {
       result.serve.port = parse_integer_flag("--port", port, limits::kPort);
       if (data_option->count()) result.serve.data_dir = c.data_dir;

@@ -8,6 +8,7 @@
 
 #include "vae/cli.hpp"
 #include "vae/error.hpp"
+#include "vae/evaluate_command.hpp"
 #include "vae/inspect.hpp"
 #include "vae/omp_wait_policy.hpp"
 #include "vae/serve_command.hpp"
@@ -27,6 +28,14 @@ int run_command(const vae::CommandLine& command) {
   if (command.command == vae::Command::kTrain) return vae::run_train(command.config, command.explicit_model_flags);
   if (command.command == vae::Command::kServe) {
     vae::run_serve(command.serve);
+    return 0;
+  }
+  if (command.command == vae::Command::kEvaluate) {
+    vae::EvaluateOptions options = command.evaluate;
+    options.seed = command.config.seed;
+    options.progress = command.config.progress;
+    options.out_png = output_png(command.config.out_dir, "latent_traversal.png");
+    vae::run_evaluate(options);
     return 0;
   }
   vae::InspectOptions options;

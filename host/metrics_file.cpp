@@ -6,8 +6,8 @@
 
 #include <cmath>
 #include <fstream>
-#include <vector>
 #include <sstream>
+#include <vector>
 
 #include "atomic_file.hpp"
 

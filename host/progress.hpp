@@ -3,6 +3,7 @@
 #pragma once
 
 #include <chrono>
+#include <optional>
 #include <string>
 
 namespace vae {
@@ -10,7 +11,8 @@ namespace vae {
 class ProgressBar {
  public:
   explicit ProgressBar(bool enabled);
-  void update(const std::string& label, int done, int total, double loss);
+  // Draws label [####....] done/total, then the loss so far when given.
+  void update(const std::string& label, int done, int total, std::optional<double> loss = std::nullopt);
   void clear();
 
  private:

@@ -7,12 +7,13 @@
 #include <vector>
 
 #include "vae/config.hpp"
+#include "vae/evaluate_command.hpp"
 #include "vae/serve_command.hpp"
 
 namespace vae {
 
 // What the invocation asks for: training, or one of the commands that read a checkpoint.
-enum class Command { kTrain, kSample, kInterpolate, kLatentMap, kServe };
+enum class Command { kTrain, kSample, kInterpolate, kLatentMap, kServe, kEvaluate };
 
 struct CommandLine {
   std::optional<int> exit_code;  // set when the program should stop right away (help, version, bad flags)
@@ -22,6 +23,7 @@ struct CommandLine {
   int pair_i = 0, pair_j = 1;  // --pair I,J for --interpolate
   bool sampled_ends = false;   // --interpolate-z sampled
   ServeOptions serve;          // --serve CKPT... with --host, --port and --data-dir
+  EvaluateOptions evaluate;    // --evaluate CKPT with its flags; seed, out and progress come from config
   // The flags that fix the model and the optimiser which were given explicitly: with --resume each must
   // agree with the checkpoint, since the checkpoint's values are the ones used.
   std::vector<std::string> explicit_model_flags;

@@ -95,6 +95,8 @@ inline constexpr IntegerRange<int> kPlateauCooldown{0, 1'000'000};
 inline constexpr RealRange kMinLr{0.0, 10.0};
 inline constexpr IntegerRange<int> kEncoderOutput{0, kMaxWidth};  // 0: no such layer
 inline constexpr IntegerRange<int> kPort{0, 65535};               // --serve's; 0: any free port
+inline constexpr IntegerRange<int> kImportanceSamples{1, 100'000};  // --evaluate's K
+inline constexpr IntegerRange<int> kImageIndex{0, 1 << 30};        // an image of a split, checked against it later
 }  // namespace limits
 
 // The names the CLI and checkpoints use: "relu", "leaky_relu"; "bernoulli", "gaussian". parse_*

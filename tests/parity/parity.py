@@ -15,12 +15,10 @@ import argparse
 import csv
 import json
 import os
-import struct
 import subprocess
 import sys
 import tempfile
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -29,6 +27,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
 from pytorch_example import ExampleVae, example_loss_terms  # noqa: E402  (the example the engine mirrors)
 from pytorch_seed_vae import SeedVae, seed_loss_terms  # noqa: E402  (the seed series' VAE, --preset vae-playground)
+from vae_files import read_safetensors  # noqa: E402
 
 # Loss: float32 sums of ~1e5 terms on both sides (the engine's in double) differ by rounding alone,
 # measured at most 3.4e-7 (the deep model's small KL); 1e-5 keeps a 30x margin and is about one
@@ -82,26 +81,6 @@ CONFIGS = [
      "flags": ["--encoder-output", "128", "--batch-norm", "--activation", "leaky_relu", "--negative-slope", "0.1",
                "--likelihood", "gaussian", "--alpha", "1024"]},
 ]
-
-DTYPES = {"F32": "<f4", "F64": "<f8", "U8": "u1", "I64": "<i8"}
-
-
-def read_safetensors(path):
-    """name -> tensor: 8-byte little-endian header length, a JSON header, then raw little-endian data."""
-    with open(path, "rb") as f:
-        data = f.read()
-    (length,) = struct.unpack("<Q", data[:8])
-    header = json.loads(data[8:8 + length])
-    body = memoryview(data)[8 + length:]
-    tensors = {}
-    for name, entry in header.items():
-        if name == "__metadata__":
-            continue
-        begin, end = entry["data_offsets"]
-        array = np.frombuffer(body[begin:end], dtype=DTYPES[entry["dtype"]]).reshape(entry["shape"])
-        tensors[name] = torch.from_numpy(array.astype(array.dtype.newbyteorder("=")))
-    return tensors
-
 
 def cross_check_reader(path, tensors):
     """Where the official safetensors package exists, it must read the same values as ours."""

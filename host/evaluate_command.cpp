@@ -1,0 +1,147 @@
+// run_evaluate: loads the checkpoint and the split, evaluates with a progress bar, prints the
+// summary, writes the JSON (atomically) and the latent traversal PNG.
+#include "vae/evaluate_command.hpp"
+
+#include <fmt/format.h>
+
+#include <chrono>
+#include <cstdio>
+#include <nlohmann/json.hpp>
+
+#include "atomic_file.hpp"
+#include "progress.hpp"
+#include "vae/checkpoint.hpp"
+#include "vae/error.hpp"
+#include "vae/evaluation.hpp"
+#include "vae/idx.hpp"
+#include "vae/images.hpp"
+#include "vae/layout.hpp"
+#include "vae/reference_model.hpp"
+
+namespace vae {
+namespace {
+
+using nlohmann::json;
+
+json to_json(const EvaluateOptions& options, const ModelConfig& model, const Evaluation& ev, double seconds) {
+  std::vector<bool> active;
+  for (double v : ev.mu_variance) active.push_back(v > kActiveUnitThreshold);
+  std::vector<double> elbo(ev.reconstruction.size());
+  for (size_t i = 0; i < elbo.size(); ++i) elbo[i] = ev.log_likelihood_constant - ev.reconstruction[i] - ev.kl[i];
+  return {
+      {"checkpoint", options.checkpoint},
+      {"data_dir", options.data_dir},
+      {"split", options.train_split ? "train" : "test"},
+      {"images", ev.images},
+      {"importance_samples", ev.importance_samples},
+      {"seed", options.seed},
+      {"likelihood", likelihood_name(model.likelihood)},
+      {"beta", model.beta},
+      {"log_likelihood_constant", ev.log_likelihood_constant},
+      {"seconds", seconds},
+      {"mean",
+       {{"loss", ev.mean_reconstruction() + model.beta * ev.mean_kl()},
+        {"reconstruction", ev.mean_reconstruction()},
+        {"kl", ev.mean_kl()},
+        {"elbo", ev.mean_elbo()},
+        {"iwae", ev.mean_iwae()}}},
+      {"active_units", ev.active_units()},
+      {"active_unit_threshold", kActiveUnitThreshold},
+      {"per_dimension", {{"kl", ev.kl_per_dim}, {"mu_variance", ev.mu_variance}, {"active", active}}},
+      {"per_image", {{"reconstruction", ev.reconstruction}, {"kl", ev.kl}, {"elbo", elbo}, {"iwae", ev.iwae}}},
+  };
+}
+
+void print_summary(const EvaluateOptions& options, const ModelConfig& model, const Evaluation& ev, double seconds) {
+  fmt::print("{} on {} {} images, {} importance samples each (seed {}), {:.1f} s\n", options.checkpoint, ev.images,
+             options.train_split ? "training" : "test", ev.importance_samples, options.seed, seconds);
+  fmt::print("  loss      {:10.3f}  reconstruction + beta KL per image, as training prints it\n",
+             ev.mean_reconstruction() + model.beta * ev.mean_kl());
+  fmt::print("  ELBO      {:10.3f}  nats: -reconstruction {:.3f} - KL {:.3f}{}\n", ev.mean_elbo(), ev.mean_reconstruction(),
+             ev.mean_kl(),
+             ev.log_likelihood_constant != 0 ? fmt::format(" + constant {:.3f}", ev.log_likelihood_constant) : "");
+  fmt::print("  IWAE      {:10.3f}  nats: log p(x) >= this (K = {})\n", ev.mean_iwae(), ev.importance_samples);
+  fmt::print("  active units  {} of {} (variance of the posterior mean over the images > {})\n", ev.active_units(),
+             ev.mu_variance.size(), kActiveUnitThreshold);
+  fmt::print("  KL per dimension (nats; * active):\n");
+  for (size_t j = 0; j < ev.kl_per_dim.size(); ++j)
+    fmt::print("    z{:<3} {:8.4f}{}{}", j, ev.kl_per_dim[j], ev.mu_variance[j] > kActiveUnitThreshold ? "*" : " ",
+               (j % 6 == 5 || j + 1 == ev.kl_per_dim.size()) ? "\n" : "");
+}
+
+// Rows of kTraversalSteps decodes: the image's posterior mean with one active dimension set to
+// -3 ... 3 in turn. Returns false (writing nothing) when no dimension is active.
+bool write_traversal(const EvaluateOptions& options, const Checkpoint& checkpoint, const MnistSplit& split,
+                     const Evaluation& ev) {
+  const ModelConfig& model = checkpoint.config.model;
+  std::vector<int> active;
+  for (int j = 0; j < model.latent; ++j)
+    if (ev.mu_variance[j] > kActiveUnitThreshold) active.push_back(j);
+  if (active.empty()) return false;
+  ReferenceVae<float> vae(model, kTraversalSteps);
+  const std::vector<float> image = split_images(split, options.traverse_image, 1);
+  const std::vector<float> mu = encode_means(vae, 1, image.data(), checkpoint.state.params, checkpoint.state.running_stats);
+  std::vector<float> images;
+  for (int j : active) {
+    std::vector<float> z;
+    for (int s = 0; s < kTraversalSteps; ++s) {
+      std::vector<float> point = mu;
+      point[j] = -kTraversalExtent + 2 * kTraversalExtent * static_cast<float>(s) / (kTraversalSteps - 1);
+      z.insert(z.end(), point.begin(), point.end());
+    }
+    const std::vector<float> row =
+        decode_images(vae, kTraversalSteps, z.data(), checkpoint.state.params, checkpoint.state.running_stats);
+    images.insert(images.end(), row.begin(), row.end());
+  }
+  write_png_grid(options.out_png, images, static_cast<int>(active.size()) * kTraversalSteps, split.rows, split.cols,
+                 kTraversalSteps);
+  return true;
+}
+
+}  // namespace
+
+void run_evaluate(const EvaluateOptions& options) {
+  if (options.importance_samples < 1 || options.importance_samples > kMaxImportanceSamples)
+    throw UsageError(fmt::format("--importance-samples: {} is not between 1 and {}", options.importance_samples,
+                                 kMaxImportanceSamples));
+  Checkpoint checkpoint = read_checkpoint(options.checkpoint);
+  const ModelConfig& model = checkpoint.config.model;
+  if (static_cast<int64_t>(checkpoint.state.params.size()) < make_layout(model).total)
+    throw Error(fmt::format("{}: holds fewer parameters than its model needs", options.checkpoint));
+  MnistData data = load_mnist_dir(options.data_dir);
+  const MnistSplit& split = options.train_split ? data.train : data.test;
+  const char* split_name = options.train_split ? "training" : "test";
+  const bool shape_differs = checkpoint.data ? (split.rows != checkpoint.data->rows || split.cols != checkpoint.data->cols)
+                                             : split.image_size() != model.input;
+  if (shape_differs)
+    throw Error(fmt::format("{}: {} images are {}x{}, the model in {} takes {}", options.data_dir, split_name, split.rows,
+                            split.cols, options.checkpoint,
+                            checkpoint.data ? fmt::format("{}x{}", checkpoint.data->rows, checkpoint.data->cols)
+                                            : fmt::format("{} pixels", model.input)));
+  if (options.traverse_image < 0 || options.traverse_image >= split.count)
+    throw UsageError(fmt::format("--traverse-image: image {} is outside the {} {} images", options.traverse_image,
+                                 split.count, split_name));
+
+  ProgressBar bar(options.progress);
+  const auto start = std::chrono::steady_clock::now();
+  const Evaluation ev = evaluate_model(model, checkpoint.state.params, checkpoint.state.running_stats, split,
+                                       options.importance_samples, options.seed, [&](int64_t done, int64_t total) {
+                                         bar.update("evaluate", static_cast<int>(done), static_cast<int>(total));
+                                       });
+  bar.clear();
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+
+  print_summary(options, model, ev, seconds);
+  if (!options.json_file.empty()) {
+    const std::string text = to_json(options, model, ev, seconds).dump(1) + "\n";
+    replace_file_atomically(options.json_file, {{text.data(), text.size()}});
+    fmt::print("wrote {}\n", options.json_file);
+  }
+  if (write_traversal(options, checkpoint, split, ev))
+    fmt::print("wrote {} (rows: the active dimensions, each from -3 to 3 around {} image {}'s mean)\n", options.out_png,
+               split_name, options.traverse_image);
+  else
+    fmt::print("no latent traversal: no dimension is active\n");
+}
+
+}  // namespace vae
