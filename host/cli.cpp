@@ -84,8 +84,10 @@ CommandLine parse_command_line(int argc, const char* const* argv) {
                        ->option_text("CKPT");
   std::string importance_samples = fmt::format("{}", result.evaluate.importance_samples), split = "test",
               traverse_image = fmt::format("{}", result.evaluate.traverse_image);
-  auto* importance_option = app.add_option("--importance-samples", importance_samples,
-                                           "--evaluate: samples K of the importance-weighted bound (1 to 100000)")
+  auto* importance_option =
+      app.add_option("--importance-samples", importance_samples,
+                     fmt::format("--evaluate: samples K of the importance-weighted bound (1 to {})",
+                                 limits::kImportanceSamples.max))
                                 ->type_name("INT")
                                 ->capture_default_str();
   auto* split_option = app.add_option("--split", split, "--evaluate: the images to evaluate on")

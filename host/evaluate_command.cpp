@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 
 #include <chrono>
+#include <filesystem>
 #include <cstdio>
 #include <nlohmann/json.hpp>
 
@@ -98,6 +99,16 @@ bool write_traversal(const EvaluateOptions& options, const Checkpoint& checkpoin
   return true;
 }
 
+// An output path is checked, and its folders made, before an evaluation that may take hours: the
+// atomic write renames over whatever is there, so only a regular file (or nothing) may be.
+void prepare_output(const std::string& flag, const std::filesystem::path& file) {
+  std::error_code error;
+  const auto status = std::filesystem::status(file, error);
+  if (std::filesystem::exists(status) && !std::filesystem::is_regular_file(status))
+    throw UsageError(fmt::format("{} {}: exists and is not a regular file", flag, file.string()));
+  if (file.has_parent_path()) create_folders(file.parent_path());
+}
+
 }  // namespace
 
 void run_evaluate(const EvaluateOptions& options) {
@@ -108,8 +119,7 @@ void run_evaluate(const EvaluateOptions& options) {
   const ModelConfig& model = checkpoint.config.model;
   if (static_cast<int64_t>(checkpoint.state.params.size()) < make_layout(model).total)
     throw Error(fmt::format("{}: holds fewer parameters than its model needs", options.checkpoint));
-  MnistData data = load_mnist_dir(options.data_dir);
-  const MnistSplit& split = options.train_split ? data.train : data.test;
+  const MnistSplit split = load_mnist_split(options.data_dir, options.train_split ? SplitName::kTrain : SplitName::kTest);
   const char* split_name = options.train_split ? "training" : "test";
   const bool shape_differs = checkpoint.data ? (split.rows != checkpoint.data->rows || split.cols != checkpoint.data->cols)
                                              : split.image_size() != model.input;
@@ -122,6 +132,9 @@ void run_evaluate(const EvaluateOptions& options) {
     throw UsageError(fmt::format("--traverse-image: image {} is outside the {} {} images", options.traverse_image,
                                  split.count, split_name));
 
+  if (!options.json_file.empty()) prepare_output("--json", options.json_file);
+  prepare_output("--out", options.out_png);
+
   ProgressBar bar(options.progress);
   const auto start = std::chrono::steady_clock::now();
   const Evaluation ev = evaluate_model(model, checkpoint.state.params, checkpoint.state.running_stats, split,
@@ -130,6 +143,9 @@ void run_evaluate(const EvaluateOptions& options) {
                                        });
   bar.clear();
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  if (const int64_t bad = ev.first_non_finite(); bad >= 0)
+    throw Error(fmt::format("{}: {} image {} gives a non-finite bound or ELBO (the weights overflow); nothing written",
+                            options.checkpoint, split_name, bad));
 
   print_summary(options, model, ev, seconds);
   if (!options.json_file.empty()) {

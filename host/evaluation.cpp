@@ -1,6 +1,7 @@
 // evaluate_model: every image's posterior once, then K importance samples per image decoded in
-// blocks of rows that span images, so K = 1 keeps the GEMMs as full as K = 5000 does. Log-weights
-// are summed in double and combined by log-sum-exp per image.
+// blocks of rows that span images, so K = 1 keeps the GEMMs as full as K = 5000 does. Each row's
+// reconstruction term comes from the training step's own loss op; log-weights are summed in double
+// and combined by log-sum-exp per image.
 #include "vae/evaluation.hpp"
 
 #include <fmt/format.h>
@@ -15,6 +16,7 @@
 #include "vae/noise_streams.hpp"
 #include "vae/philox.hpp"
 #include "vae/reference_model.hpp"
+#include "vae/reference_ops.hpp"
 
 namespace vae {
 namespace {
@@ -33,15 +35,15 @@ double log_sum_exp(const double* v, int n) {
   return top + std::log(sum);
 }
 
-// The reconstruction term of one decoded row: the training loss's, in double from the float logits.
-double reconstruction(const ModelConfig& model, const float* logits, const float* targets) {
-  double sum = 0;
-  if (model.likelihood == Likelihood::kGaussian) {
-    for (int p = 0; p < model.input; ++p) sum += tanh_squared_error<double>(logits[p], targets[p]);
-    return model.alpha * sum / model.input;
-  }
-  for (int p = 0; p < model.input; ++p) sum += bce_with_logits<double>(logits[p], targets[p]);
-  return sum;
+// The training loss's reconstruction term of each of `rows` decoded rows, from the reference loss op
+// the training step uses (its KL sums, of mu_logvar, are not needed here): into row_sums[0, rows).
+void reconstruction_terms(const ModelConfig& model, int rows, const float* logits, const float* targets,
+                          const float* mu_logvar, double* row_sums) {
+  if (model.likelihood == Likelihood::kGaussian)
+    ref::gaussian_kl_loss<float>(rows, model.input, model.latent, model.alpha, 1.0f, logits, targets, mu_logvar, nullptr,
+                          row_sums);
+  else
+    ref::bce_kl_loss<float>(rows, model.input, model.latent, logits, targets, mu_logvar, nullptr, row_sums);
 }
 
 double mean(const std::vector<double>& v) {
@@ -71,6 +73,11 @@ double Evaluation::mean_reconstruction() const { return mean(reconstruction); }
 double Evaluation::mean_kl() const { return mean(kl); }
 double Evaluation::mean_elbo() const { return log_likelihood_constant - mean_reconstruction() - mean_kl(); }
 double Evaluation::mean_iwae() const { return mean(iwae); }
+int64_t Evaluation::first_non_finite() const {
+  for (int64_t i = 0; i < images; ++i)
+    if (!std::isfinite(iwae[i]) || !std::isfinite(reconstruction[i]) || !std::isfinite(kl[i])) return i;
+  return -1;
+}
 
 Evaluation evaluate_model(const ModelConfig& model, const std::vector<float>& params,
                           const std::vector<float>& running_stats, const MnistSplit& split, int importance_samples,
@@ -95,8 +102,12 @@ Evaluation evaluate_model(const ModelConfig& model, const std::vector<float>& pa
   const float* running = running_stats.empty() ? nullptr : running_stats.data();
   const bool gaussian = model.likelihood == Likelihood::kGaussian;
   const int chunk_images = std::clamp(kChunkSamples / K, 1, kDecodeRows);
-  std::vector<double> log_weights(static_cast<size_t>(chunk_images) * K), log_ratio(kDecodeRows);
+  std::vector<double> log_weights(static_cast<size_t>(chunk_images) * K), log_ratio(kDecodeRows),
+      row_sums(2 * kDecodeRows);
   std::vector<float> targets(static_cast<size_t>(chunk_images) * input), z(static_cast<size_t>(kDecodeRows) * latent);
+  // Each decoded row's target image and posterior, as the loss op takes them row by row.
+  std::vector<float> row_targets(static_cast<size_t>(kDecodeRows) * input),
+      row_posteriors(static_cast<size_t>(kDecodeRows) * 2 * latent);
 
   for (int64_t first = 0; first < split.count; first += chunk_images) {
     const int images = static_cast<int>(std::min<int64_t>(chunk_images, split.count - first));
@@ -122,6 +133,9 @@ Evaluation evaluate_model(const ModelConfig& model, const std::vector<float>& pa
         const int c = static_cast<int>((f0 + r) / K), k = static_cast<int>((f0 + r) % K);
         const float* mu = posteriors.data() + static_cast<size_t>(c) * 2 * latent;
         const float* logvar = mu + latent;
+        std::copy_n(mu, 2 * latent, row_posteriors.begin() + static_cast<ptrdiff_t>(r) * 2 * latent);
+        std::copy_n(targets.begin() + static_cast<ptrdiff_t>(c) * input, input,
+                    row_targets.begin() + static_cast<ptrdiff_t>(r) * input);
         // log p(z) - log q(z | x) for z = mu + sigma eps: sum_j 1/2 (logvar_j + eps_j^2 - z_j^2), the
         // normal densities' 2 pi terms cancelling.
         double ratio = 0;
@@ -134,14 +148,11 @@ Evaluation evaluate_model(const ModelConfig& model, const std::vector<float>& pa
         log_ratio[r] = ratio;
       }
       vae.decode(rows, z.data(), params.data(), running);
-#pragma omp parallel for schedule(static)
+      reconstruction_terms(model, rows, vae.logits(), row_targets.data(), row_posteriors.data(), row_sums.data());
       for (int r = 0; r < rows; ++r) {
         const int64_t f = f0 + r;
-        const int c = static_cast<int>(f / K);
-        const double recon = reconstruction(model, vae.logits() + static_cast<size_t>(r) * input,
-                                            targets.data() + static_cast<size_t>(c) * input);
-        log_weights[f] = ev.log_likelihood_constant - recon + log_ratio[r];
-        if (f % K == 0) ev.reconstruction[first + c] = recon;
+        log_weights[f] = ev.log_likelihood_constant - row_sums[r] + log_ratio[r];
+        if (f % K == 0) ev.reconstruction[first + f / K] = row_sums[r];
       }
     }
     for (int c = 0; c < images; ++c)

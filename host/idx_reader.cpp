@@ -249,17 +249,20 @@ MnistSplit read_mnist_split(const fs::path& images_file, const fs::path& labels_
   return split;
 }
 
-MnistData load_mnist_dir(const fs::path& dir) {
+MnistSplit load_mnist_split(const fs::path& dir, SplitName split) {
   const fs::file_type type = type_of(dir);
   if (type == fs::file_type::not_found) fail(dir, "data directory not found");
   if (type != fs::file_type::directory)
     fail(dir, "not a directory, expected an MNIST data directory");
+  const std::string prefix = split == SplitName::kTrain ? "train" : "t10k";
+  return read_mnist_split(find_data_file(dir, prefix + "-images-idx3-ubyte"),
+                          find_data_file(dir, prefix + "-labels-idx1-ubyte"));
+}
 
+MnistData load_mnist_dir(const fs::path& dir) {
   MnistData data;
-  data.train = read_mnist_split(find_data_file(dir, "train-images-idx3-ubyte"),
-                                find_data_file(dir, "train-labels-idx1-ubyte"));
-  data.test = read_mnist_split(find_data_file(dir, "t10k-images-idx3-ubyte"),
-                               find_data_file(dir, "t10k-labels-idx1-ubyte"));
+  data.train = load_mnist_split(dir, SplitName::kTrain);
+  data.test = load_mnist_split(dir, SplitName::kTest);
   // One model serves both splits, so their images must have the same shape.
   if (data.train.rows != data.test.rows || data.train.cols != data.test.cols) {
     fail(dir, "train images are " + std::to_string(data.train.rows) + "x" +

@@ -50,10 +50,10 @@ struct Sample {
 };
 
 Sample sample_by_hand(const ModelConfig& model, const std::vector<float>& params, const MnistSplit& split, int image,
-                      int k, uint64_t seed) {
+                      int k, uint64_t seed, const std::vector<float>& running_stats = {}) {
   ReferenceVae<float> vae(model, 1);
   const std::vector<float> x = split_images(split, image, 1);
-  const std::vector<float> posterior = encode_posteriors(vae, 1, x.data(), params);
+  const std::vector<float> posterior = encode_posteriors(vae, 1, x.data(), params, running_stats);
   const int latent = model.latent;
   std::vector<float> z(latent);
   Sample s;
@@ -66,7 +66,7 @@ Sample sample_by_hand(const ModelConfig& model, const std::vector<float>& params
         -0.5 * std::log(2 * std::numbers::pi) - 0.5 * double(posterior[latent + j]) - 0.5 * eps * eps;
     s.log_ratio += log_prior - log_posterior;
   }
-  vae.decode(1, z.data(), params.data());
+  vae.decode(1, z.data(), params.data(), running_stats.empty() ? nullptr : running_stats.data());
   for (int p = 0; p < model.input; ++p) {
     const float unit = x[p];
     if (model.likelihood == Likelihood::kGaussian)
@@ -82,16 +82,40 @@ void expect_close(double actual, double expected, const std::string& what) {
   EXPECT_NEAR(actual, expected, 1e-6 * std::max(1.0, std::abs(expected))) << what;
 }
 
+// The seed's options: BatchNorm (evaluated with running statistics far from their initial values),
+// LeakyReLU and the extra encoder layer.
+ModelConfig batch_norm_model() {
+  ModelConfig m = small_model(Likelihood::kGaussian);
+  m.hidden = {24, 12};
+  m.encoder_output = 6;
+  m.batch_norm = true;
+  m.activation = Activation::kLeakyReLU;
+  m.negative_slope = 0.1f;
+  return m;
+}
+
+std::vector<float> running_stats_of(const ModelConfig& model) {
+  const ParamLayout layout = make_layout(model);
+  std::vector<float> stats(static_cast<size_t>(layout.running_total), 0.0f);
+  for (const LinearSlot& l : layout.layers)
+    for (int i = 0; l.batch_norm && i < l.out; ++i) {
+      stats[l.running_mean_offset + i] = 0.3f * std::sin(float(i));
+      stats[l.running_var_offset + i] = 0.5f + 0.25f * std::cos(float(i));
+    }
+  return stats;
+}
+
 TEST(Evaluation, OneSampleIsTheElboWithItsKlEstimatedAtThatSample) {
-  for (Likelihood likelihood : {Likelihood::kBernoulli, Likelihood::kGaussian}) {
-    const ModelConfig model = small_model(likelihood);
+  for (const ModelConfig& model : {small_model(), small_model(Likelihood::kGaussian), batch_norm_model()}) {
     const std::vector<float> params = initial_params(model, 3);
+    const std::vector<float> running = model.batch_norm ? running_stats_of(model) : std::vector<float>{};
     const MnistSplit split = testing_support::disc_split(30, 4);
-    const Evaluation ev = evaluate_model(model, params, {}, split, 1, 7);
+    const Evaluation ev = evaluate_model(model, params, running, split, 1, 7);
     ASSERT_EQ(ev.iwae.size(), 30u);
     for (int i = 0; i < 30; ++i) {
-      const Sample s = sample_by_hand(model, params, split, i, 0, 7);
-      const std::string what = fmt::format("{} image {}", likelihood_name(likelihood), i);
+      const Sample s = sample_by_hand(model, params, split, i, 0, 7, running);
+      const std::string what = fmt::format("{}{} image {}", likelihood_name(model.likelihood),
+                                           model.batch_norm ? " BatchNorm" : "", i);
       expect_close(ev.reconstruction[i], s.reconstruction, what);
       expect_close(ev.iwae[i], ev.log_likelihood_constant - s.reconstruction + s.log_ratio, what);
     }
@@ -134,13 +158,20 @@ TEST(Evaluation, HugeLogWeightsStayFinite) {
   const ModelConfig model = small_model();
   std::vector<float> params = initial_params(model, 10);
   for (float& p : params) p *= 40.0f;
-  const MnistSplit split = testing_support::disc_split(8, 12);
-  const Evaluation one = evaluate_model(model, params, {}, split, 1, 3), many = evaluate_model(model, params, {}, split, 50, 3);
-  for (int i = 0; i < 8; ++i) {
-    ASSERT_TRUE(std::isfinite(many.iwae[i])) << i;
-    EXPECT_LT(one.iwae[i], -1000) << "the test needs log-weights exp(.) cannot hold";
-    // The first sample is in both sums: log mean exp >= its log-weight - log K.
-    EXPECT_GE(many.iwae[i], one.iwae[i] - std::log(50.0) - 1e-9) << i;
+  const MnistSplit split = testing_support::disc_split(3, 12);
+  const Evaluation ev = evaluate_model(model, params, {}, split, 50, 3);
+  for (int i = 0; i < 3; ++i) {
+    std::vector<double> log_weights;
+    for (int k = 0; k < 50; ++k) {
+      const Sample s = sample_by_hand(model, params, split, i, k, 3);
+      log_weights.push_back(-s.reconstruction + s.log_ratio);
+    }
+    const double top = *std::max_element(log_weights.begin(), log_weights.end());
+    ASSERT_LT(top, -800) << "the test needs log-weights whose exp is 0 in double";
+    double shifted = 0;
+    for (double w : log_weights) shifted += std::exp(w - top);
+    ASSERT_TRUE(std::isfinite(ev.iwae[i])) << i;
+    expect_close(ev.iwae[i], top + std::log(shifted / 50), fmt::format("image {}", i));
   }
 }
 
@@ -221,6 +252,15 @@ TEST(Evaluation, RefusesImagesOfAnotherSizeAndKOutOfRange) {
 
 // --- the command ---
 
+// A PNG's width and height, from its IHDR chunk (bytes 16 to 23, big-endian).
+std::pair<int, int> png_size(const std::string& file) {
+  std::ifstream in(file, std::ios::binary);
+  unsigned char header[24] = {};
+  in.read(reinterpret_cast<char*>(header), sizeof header);
+  const auto be32 = [&](int at) { return (header[at] << 24) | (header[at + 1] << 16) | (header[at + 2] << 8) | header[at + 3]; };
+  return {be32(16), be32(20)};
+}
+
 class EvaluateCommand : public testing::Test {
  protected:
   void SetUp() override {
@@ -231,6 +271,11 @@ class EvaluateCommand : public testing::Test {
     c.data = DataIdentity{28, 28, 3, 1, 2};
     c.position = DataPosition{2, 0};
     c.state.params = initial_params(c.config.model, 4);
+    // Dimensions 0 and 2 driven hard by the input, so the traversal has rows.
+    const ParamLayout layout = make_layout(c.config.model);
+    const LinearSlot& head = layout.layers[layout.head()];
+    for (int j : {0, 2})
+      for (int col = 0; col < head.in; ++col) c.state.params[head.weight_offset + int64_t{j} * head.in + col] *= 8.0f;
     c.state.adam_m.assign(c.state.params.size(), 0.0f);
     c.state.adam_v.assign(c.state.params.size(), 0.0f);
     checkpoint_ = (dir_.path() / "model.safetensors").string();
@@ -269,8 +314,38 @@ TEST_F(EvaluateCommand, PrintsTheSummaryWritesEveryFigureAndTheTraversal) {
   EXPECT_EQ(report["mean"]["elbo"], ev.mean_elbo());
   EXPECT_EQ(report["active_units"], ev.active_units());
   EXPECT_NE(r.output.find(fmt::format("IWAE      {:10.3f}", ev.mean_iwae())), std::string::npos) << r.output;
-  if (ev.active_units() > 0) EXPECT_TRUE(std::filesystem::exists(png)) << r.output;
-  else EXPECT_NE(r.output.find("no dimension is active"), std::string::npos) << r.output;
+  // One row of 11 tiles per active dimension, 28 x 28 with 2 pixels around and between them.
+  ASSERT_GE(ev.active_units(), 2) << "the fixture drives dimensions 0 and 2";
+  const auto [width, height] = png_size(png);
+  EXPECT_EQ(width, 11 * 28 + 12 * 2);
+  EXPECT_EQ(height, ev.active_units() * 28 + (ev.active_units() + 1) * 2);
+}
+
+TEST_F(EvaluateCommand, TheTrainingSplitIsEvaluatedWhenAsked) {
+  const std::string json_file = (dir_.path() / "train.json").string();
+  const auto r = evaluate("--data-dir '" + (dir_.path() / "data").string() + "' --split train --importance-samples 2 --json '" +
+                          json_file + "' --out '" + (dir_.path() / "t.png").string() + "'");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("on 3 training images"), std::string::npos) << r.output;
+  std::ifstream in(json_file);
+  const json report = json::parse(in);
+  EXPECT_EQ(report["split"], "train");
+  EXPECT_EQ(report["images"], 3);
+}
+
+TEST_F(EvaluateCommand, OverflowingWeightsAreAnErrorAndWriteNothing) {
+  Checkpoint c = read_checkpoint(checkpoint_);
+  const ParamLayout layout = make_layout(c.config.model);
+  c.state.params[layout.layers[layout.head()].bias_offset + c.config.model.latent] = 200.0f;  // logvar: exp overflows
+  const std::string broken = (dir_.path() / "broken.safetensors").string(), json_file = (dir_.path() / "b.json").string();
+  write_checkpoint(broken, c);
+  const auto r = testing_support::run_process(
+      VAE_CLI_PATH, "--evaluate '" + broken + "' --no-progress --data-dir '" + (dir_.path() / "data").string() +
+                        "' --json '" + json_file + "' --out '" + (dir_.path() / "b.png").string() + "'");
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find("test image 0 gives a non-finite bound"), std::string::npos) << r.output;
+  EXPECT_FALSE(std::filesystem::exists(json_file));
+  EXPECT_FALSE(std::filesystem::exists(dir_.path() / "b.png"));
 }
 
 TEST_F(EvaluateCommand, BadInvocationsAreOneLineErrors) {
@@ -290,17 +365,24 @@ TEST_F(EvaluateCommand, BadInvocationsAreOneLineErrors) {
       {data + " --traverse-image -1", 2, "--traverse-image"},
       {"--data-dir '" + (dir_.path() / "small").string() + "'", 1, "test images are 14x14, the model in"},
       {"--data-dir '" + (dir_.path() / "absent").string() + "'", 1, "absent"},
+      {data + " --json '" + dir_.path().string() + "'", 2, "--json " + dir_.path().string() + ": exists and is not a regular file"},
+      {data + " --out '" + (dir_.path() / "taken.png").string() + "'", 2, "taken.png: exists and is not a regular file"},
   };
+  std::filesystem::create_directories(dir_.path() / "taken.png");
   for (const Case& c : cases) {
     const auto r = evaluate(c.flags);
     EXPECT_EQ(r.exit_code, c.exit_code) << c.flags << "\n" << r.output;
     EXPECT_NE(r.output.find(c.says), std::string::npos) << c.flags << "\n" << r.output;
     EXPECT_EQ(std::count(r.output.begin(), r.output.end(), '\n'), 1) << c.flags << "\n" << r.output;
   }
-  const auto bad_checkpoint = testing_support::run_process(
-      VAE_CLI_PATH, "--evaluate '" + (dir_.path() / "none.safetensors").string() + "' " + data);
-  EXPECT_EQ(bad_checkpoint.exit_code, 1) << bad_checkpoint.output;
-  EXPECT_NE(bad_checkpoint.output.find("none.safetensors"), std::string::npos) << bad_checkpoint.output;
+  std::ofstream(dir_.path() / "garbage.safetensors") << "not a checkpoint";
+  for (const char* name : {"none.safetensors", "garbage.safetensors"}) {
+    const auto bad_checkpoint =
+        testing_support::run_process(VAE_CLI_PATH, "--evaluate '" + (dir_.path() / name).string() + "' " + data);
+    EXPECT_EQ(bad_checkpoint.exit_code, 1) << bad_checkpoint.output;
+    EXPECT_NE(bad_checkpoint.output.find(name), std::string::npos) << bad_checkpoint.output;
+    EXPECT_EQ(std::count(bad_checkpoint.output.begin(), bad_checkpoint.output.end(), '\n'), 1) << bad_checkpoint.output;
+  }
   for (const char* flag : {"--importance-samples 5", "--split train", "--json x.json", "--traverse-image 1"}) {
     const auto r = testing_support::run_process(VAE_CLI_PATH, "--sample '" + checkpoint_ + "' " + flag);
     EXPECT_EQ(r.exit_code, 2) << flag;

@@ -17,8 +17,8 @@ inline constexpr int kMaxImportanceSamples = limits::kImportanceSamples.max;
 // Burda et al.'s threshold: a latent dimension is active when Var_x(E_q(z|x)[z]) exceeds it.
 inline constexpr double kActiveUnitThreshold = 0.01;
 
-// ε of image `image`'s importance sample `sample`, latent coordinate `dim`: Philox keyed by (seed,
-// the importance stream of that image), so an image's draws do not depend on how images are batched.
+// ε of image `image`'s importance sample `sample`, latent coordinate `dim`: Philox keyed by seed and
+// a subsequence of the image's own, so an image's draws do not depend on how images are batched.
 float importance_eps(uint64_t seed, int64_t image, int64_t sample, int dim, int latent);
 
 // log p(x | z) = log_likelihood_constant(model) - reconstruction, where reconstruction is the
@@ -46,11 +46,14 @@ struct Evaluation {
   double mean_kl() const;
   double mean_elbo() const;  // log_likelihood_constant - reconstruction - kl
   double mean_iwae() const;
+  // The first image whose bound or ELBO is not finite, or -1.
+  int64_t first_non_finite() const;
 };
 
 // Evaluates the model with params (and BatchNorm's running_stats) on every image of split with K
 // importance samples (1 <= K <= kMaxImportanceSamples), calling progress(images done, images) as it
 // goes. Throws vae::Error when the split's images are not the model's input size or K is out of range.
+// Weights that overflow give non-finite figures, which the caller checks (first_non_finite).
 Evaluation evaluate_model(const ModelConfig& model, const std::vector<float>& params,
                           const std::vector<float>& running_stats, const MnistSplit& split, int importance_samples,
                           uint64_t seed, const std::function<void(int64_t, int64_t)>& progress = {});

@@ -36,6 +36,11 @@ std::vector<uint8_t> read_idx_labels(const std::filesystem::path& file);  // ran
 MnistSplit read_mnist_split(const std::filesystem::path& images,
                             const std::filesystem::path& labels);
 
+enum class SplitName { kTrain, kTest };
+
+// One split of what load_mnist_dir reads (train-* or t10k-*), for commands that need only one.
+MnistSplit load_mnist_split(const std::filesystem::path& dir, SplitName split);
+
 // Loads DIR/{train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte,
 // t10k-labels-idx1-ubyte}, each either raw or with a .gz suffix (raw preferred when both
 // exist). A missing directory or file is an Error naming it.
