@@ -36,6 +36,13 @@ void apply_preset(CLI::App& app, const Preset& preset) {
   }
 }
 
+// The flags that only training reads.
+constexpr const char* kTrainingFlags[] = {
+    "--checkpoint-every", "--epochs", "--batch", "--lr", "--lr-schedule", "--plateau-factor", "--plateau-patience",
+    "--plateau-threshold", "--plateau-cooldown", "--min-lr", "--hidden", "--latent", "--beta", "--activation",
+    "--negative-slope", "--batch-norm", "--encoder-output", "--likelihood", "--alpha", "--device", "--precision",
+    "--data", "--no-graph", "--weight-decay", "--adamw", "--resume", "--allow-data-change", "--preset"};
+
 // One line, as the README promises: the usage text is 35 lines and would push the error out of view.
 void usage_error(const std::string& what) { fmt::print(stderr, "vae_cuda: {} (see --help)\n", what); }
 
@@ -232,6 +239,13 @@ CommandLine parse_command_line(int argc, const char* const* argv) {
       result.sampled_ends = interpolate_z == "sampled";
     } else if (pair_option->count() || interpolate_z_option->count()) {
       throw UsageError(fmt::format("{} goes with --interpolate", pair_option->count() ? "--pair" : "--interpolate-z"));
+    }
+    if (result.command != Command::kTrain) {
+      // The commands that read a checkpoint take the model from it and do not train: a training flag
+      // typed with them would be ignored without a word. (A --config file's are left alone, so one
+      // file can serve every command.)
+      for (const char* flag : kTrainingFlags)
+        if (app.count(flag) > 0 && !config_file->origin(flag)) throw UsageError(fmt::format("{} goes with --train", flag));
     }
     if (c.allow_data_change && !resume->count()) throw UsageError("--allow-data-change goes with --resume");
     for (const char* flag : {"--batch", "--lr", "--hidden", "--latent", "--beta", "--seed", "--weight-decay", "--adamw",

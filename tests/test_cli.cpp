@@ -92,6 +92,35 @@ TEST(Cli, BadFlagsAndValuesExitTwoWithOneLine) {
   }
 }
 
+TEST(Cli, TrainingFlagsWithACheckpointCommandAreErrorsNotIgnored) {
+  // The model and the training settings come from the checkpoint; each flag is refused by name,
+  // before the checkpoint is read.
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"--sample c --epochs 3", "--epochs"},
+      {"--sample c --device cuda", "--device"},
+      {"--latent-map c --latent 2", "--latent"},
+      {"--interpolate c --data-dir d --pair 1,2 --hidden 64", "--hidden"},
+      {"--evaluate c --data-dir d --device cuda", "--device"},
+      {"--evaluate c --data-dir d --batch-norm", "--batch-norm"},
+      {"--serve c --preset vae-playground", "--preset"},
+      {"--serve c --resume r", "--resume"},
+      {"--sample c --lr-schedule plateau", "--lr-schedule"},
+  };
+  for (const auto& [args, flag] : cases) {
+    const auto r = cli(args);
+    EXPECT_EQ(r.exit_code, 2) << args << "\n" << r.output;
+    EXPECT_THAT(r.output, HasSubstr(flag + " goes with --train")) << args;
+    EXPECT_EQ(std::count(r.output.begin(), r.output.end(), '\n'), 1) << args << "\n" << r.output;
+  }
+  // A --config file's training settings are left alone, so one file serves every command.
+  TempDir dir;
+  std::ofstream(dir.path() / "run.toml") << "epochs = 3\nlatent = 2\n";
+  const auto r = cli("--sample '" + (dir.path() / "absent.safetensors").string() + "' --config '" +
+                     (dir.path() / "run.toml").string() + "'");
+  EXPECT_EQ(r.exit_code, 1) << r.output;  // the missing checkpoint, not the file's keys
+  EXPECT_THAT(r.output, HasSubstr("absent.safetensors"));
+}
+
 // The seed model's flags: each bad value is one line naming the flag it is about.
 TEST(Cli, SeedModelFlagsBadValuesNameTheFlag) {
   std::string many_layers = "1";
