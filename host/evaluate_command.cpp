@@ -5,8 +5,9 @@
 #include <fmt/format.h>
 
 #include <chrono>
-#include <filesystem>
 #include <cstdio>
+#include <filesystem>
+
 #include <nlohmann/json.hpp>
 
 #include "atomic_file.hpp"

@@ -40,8 +40,8 @@ double log_sum_exp(const double* v, int n) {
 void reconstruction_terms(const ModelConfig& model, int rows, const float* logits, const float* targets,
                           const float* mu_logvar, double* row_sums) {
   if (model.likelihood == Likelihood::kGaussian)
-    ref::gaussian_kl_loss<float>(rows, model.input, model.latent, model.alpha, 1.0f, logits, targets, mu_logvar, nullptr,
-                          row_sums);
+    ref::gaussian_kl_loss<float>(rows, model.input, model.latent, model.alpha, 1.0f, logits, targets, mu_logvar,
+                                 nullptr, row_sums);
   else
     ref::bce_kl_loss<float>(rows, model.input, model.latent, logits, targets, mu_logvar, nullptr, row_sums);
 }
