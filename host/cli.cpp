@@ -37,11 +37,20 @@ void apply_preset(CLI::App& app, const Preset& preset) {
 }
 
 // The flags that only training reads.
-constexpr const char* kTrainingFlags[] = {
+constexpr std::initializer_list<const char*> kTrainingFlags = {
     "--checkpoint-every", "--epochs", "--batch", "--lr", "--lr-schedule", "--plateau-factor", "--plateau-patience",
     "--plateau-threshold", "--plateau-cooldown", "--min-lr", "--hidden", "--latent", "--beta", "--activation",
     "--negative-slope", "--batch-norm", "--encoder-output", "--likelihood", "--alpha", "--device", "--precision",
     "--data", "--no-graph", "--weight-decay", "--adamw", "--resume", "--allow-data-change", "--preset"};
+
+// "--flag goes with COMMAND" for the first of `flags` given. With leave_config_values, a --config
+// file's are not counted: training settings, which one file may hold for every command.
+void refuse_flags_of(const CLI::App& app, const ConfigFile& config, std::initializer_list<const char*> flags,
+                     const char* command, bool leave_config_values) {
+  for (const char* flag : flags)
+    if (app.count(flag) > 0 && !(leave_config_values && config.origin(flag)))
+      throw UsageError(fmt::format("{} goes with {}", flag, command));
+}
 
 // One line, as the README promises: the usage text is 35 lines and would push the error out of view.
 void usage_error(const std::string& what) { fmt::print(stderr, "vae_cuda: {} (see --help)\n", what); }
@@ -91,28 +100,25 @@ CommandLine parse_command_line(int argc, const char* const* argv) {
                        ->option_text("CKPT");
   std::string importance_samples = fmt::format("{}", result.evaluate.importance_samples), split = "test",
               traverse_image = fmt::format("{}", result.evaluate.traverse_image);
-  auto* importance_option =
-      app.add_option("--importance-samples", importance_samples,
-                     fmt::format("--evaluate: samples K of the importance-weighted bound (1 to {})",
-                                 limits::kImportanceSamples.max))
-                                ->type_name("INT")
-                                ->capture_default_str();
-  auto* split_option = app.add_option("--split", split, "--evaluate: the images to evaluate on")
-                           ->capture_default_str()
-                           ->check(CLI::IsMember({"test", "train"}));
+  app.add_option("--importance-samples", importance_samples,
+                 fmt::format("--evaluate: samples K of the importance-weighted bound (1 to {})",
+                             limits::kImportanceSamples.max))
+      ->type_name("INT")
+      ->capture_default_str();
+  app.add_option("--split", split, "--evaluate: the images to evaluate on")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"test", "train"}));
   auto* json_option =
       app.add_option("--json", result.evaluate.json_file, "--evaluate: write every figure to this JSON file")->option_text("FILE");
-  auto* traverse_option = app.add_option("--traverse-image", traverse_image,
-                                         "--evaluate: the image whose latent mean the traversal PNG varies")
-                              ->type_name("INT")
-                              ->capture_default_str();
+  app.add_option("--traverse-image", traverse_image, "--evaluate: the image whose latent mean the traversal PNG varies")
+      ->type_name("INT")
+      ->capture_default_str();
   std::string pair, interpolate_z = "mean";
   auto* pair_option = app.add_option("--pair", pair, "Test images I,J for --interpolate")->option_text("I,J");
-  auto* interpolate_z_option =
-      app.add_option("--interpolate-z", interpolate_z,
-                     "The ends of --interpolate: the posterior means, or one draw from each posterior (--seed)")
-          ->capture_default_str()
-          ->check(CLI::IsMember({"mean", "sampled"}));
+  app.add_option("--interpolate-z", interpolate_z,
+                 "The ends of --interpolate: the posterior means, or one draw from each posterior (--seed)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"mean", "sampled"}));
   auto* data_option = app.add_option("--data-dir", c.data_dir,
                                      "MNIST-format data: --interpolate's test images, --evaluate's images, or --serve's "
                                      "to pick from")
@@ -211,6 +217,16 @@ CommandLine parse_command_line(int argc, const char* const* argv) {
                      : serve->count() ? Command::kServe
                      : evaluate->count() ? Command::kEvaluate
                                          : Command::kTrain;
+    // A flag of another command than the one asked for would be ignored without a word; the
+    // commands that read a checkpoint take the model from it and do not train.
+    const auto require = [&](Command command, const char* name, std::initializer_list<const char*> flags,
+                             bool leave_config_values = false) {
+      if (result.command != command) refuse_flags_of(app, *config_file, flags, name, leave_config_values);
+    };
+    require(Command::kTrain, "--train", kTrainingFlags, true);
+    require(Command::kInterpolate, "--interpolate", {"--pair", "--interpolate-z"});
+    require(Command::kServe, "--serve", {"--host", "--port"});
+    require(Command::kEvaluate, "--evaluate", {"--importance-samples", "--split", "--json", "--traverse-image"});
     if (result.command == Command::kEvaluate) {
       if (!data_option->count()) throw UsageError("--evaluate needs --data-dir DIR (the images to evaluate on)");
       result.evaluate.data_dir = c.data_dir;
@@ -218,15 +234,10 @@ CommandLine parse_command_line(int argc, const char* const* argv) {
           parse_integer_flag("--importance-samples", importance_samples, limits::kImportanceSamples);
       result.evaluate.train_split = split == "train";
       result.evaluate.traverse_image = parse_integer_flag("--traverse-image", traverse_image, limits::kImageIndex);
-    } else {
-      for (CLI::Option* option : {importance_option, split_option, json_option, traverse_option})
-        if (option->count()) throw UsageError(fmt::format("{} goes with --evaluate", option->get_name()));
     }
     if (result.command == Command::kServe) {
       result.serve.port = parse_integer_flag("--port", port, limits::kPort);
       if (data_option->count()) result.serve.data_dir = c.data_dir;
-    } else if (host_option->count() || port_option->count()) {
-      throw UsageError(fmt::format("{} goes with --serve", host_option->count() ? "--host" : "--port"));
     }
     if (result.command == Command::kInterpolate) {
       if (!pair_option->count() || !data_option->count())
@@ -237,15 +248,6 @@ CommandLine parse_command_line(int argc, const char* const* argv) {
       result.pair_i = (*ij)[0];
       result.pair_j = (*ij)[1];
       result.sampled_ends = interpolate_z == "sampled";
-    } else if (pair_option->count() || interpolate_z_option->count()) {
-      throw UsageError(fmt::format("{} goes with --interpolate", pair_option->count() ? "--pair" : "--interpolate-z"));
-    }
-    if (result.command != Command::kTrain) {
-      // The commands that read a checkpoint take the model from it and do not train: a training flag
-      // typed with them would be ignored without a word. (A --config file's are left alone, so one
-      // file can serve every command.)
-      for (const char* flag : kTrainingFlags)
-        if (app.count(flag) > 0 && !config_file->origin(flag)) throw UsageError(fmt::format("{} goes with --train", flag));
     }
     if (c.allow_data_change && !resume->count()) throw UsageError("--allow-data-change goes with --resume");
     for (const char* flag : {"--batch", "--lr", "--hidden", "--latent", "--beta", "--seed", "--weight-decay", "--adamw",

@@ -12,12 +12,11 @@
 
 #include "atomic_file.hpp"
 #include "progress.hpp"
-#include "vae/checkpoint.hpp"
+#include "trained_model.hpp"
 #include "vae/error.hpp"
 #include "vae/evaluation.hpp"
 #include "vae/idx.hpp"
 #include "vae/images.hpp"
-#include "vae/layout.hpp"
 #include "vae/reference_model.hpp"
 
 namespace vae {
@@ -73,16 +72,16 @@ void print_summary(const EvaluateOptions& options, const ModelConfig& model, con
 
 // Rows of kTraversalSteps decodes: the image's posterior mean with one active dimension set to
 // -3 ... 3 in turn. Returns false (writing nothing) when no dimension is active.
-bool write_traversal(const EvaluateOptions& options, const Checkpoint& checkpoint, const MnistSplit& split,
+bool write_traversal(const EvaluateOptions& options, const TrainedModel& trained, const MnistSplit& split,
                      const Evaluation& ev) {
-  const ModelConfig& model = checkpoint.config.model;
+  const ModelConfig& model = trained.model;
   std::vector<int> active;
   for (int j = 0; j < model.latent; ++j)
     if (ev.mu_variance[j] > kActiveUnitThreshold) active.push_back(j);
   if (active.empty()) return false;
   ReferenceVae<float> vae(model, kTraversalSteps);
   const std::vector<float> image = split_images(split, options.traverse_image, 1);
-  const std::vector<float> mu = encode_means(vae, 1, image.data(), checkpoint.state.params, checkpoint.state.running_stats);
+  const std::vector<float> mu = encode_means(vae, 1, image.data(), trained.params, trained.running_stats);
   std::vector<float> images;
   for (int j : active) {
     std::vector<float> z;
@@ -91,8 +90,7 @@ bool write_traversal(const EvaluateOptions& options, const Checkpoint& checkpoin
       point[j] = -kTraversalExtent + 2 * kTraversalExtent * static_cast<float>(s) / (kTraversalSteps - 1);
       z.insert(z.end(), point.begin(), point.end());
     }
-    const std::vector<float> row =
-        decode_images(vae, kTraversalSteps, z.data(), checkpoint.state.params, checkpoint.state.running_stats);
+    const std::vector<float> row = decode_images(vae, kTraversalSteps, z.data(), trained.params, trained.running_stats);
     images.insert(images.end(), row.begin(), row.end());
   }
   write_png_grid(options.out_png, images, static_cast<int>(active.size()) * kTraversalSteps, split.rows, split.cols,
@@ -116,19 +114,11 @@ void run_evaluate(const EvaluateOptions& options) {
   if (options.importance_samples < 1 || options.importance_samples > kMaxImportanceSamples)
     throw UsageError(fmt::format("--importance-samples: {} is not between 1 and {}", options.importance_samples,
                                  kMaxImportanceSamples));
-  Checkpoint checkpoint = read_checkpoint(options.checkpoint);
-  const ModelConfig& model = checkpoint.config.model;
-  if (static_cast<int64_t>(checkpoint.state.params.size()) < make_layout(model).total)
-    throw Error(fmt::format("{}: holds fewer parameters than its model needs", options.checkpoint));
+  const TrainedModel trained = load_trained_model(options.checkpoint);
+  const ModelConfig& model = trained.model;
   const MnistSplit split = load_mnist_split(options.data_dir, options.train_split ? SplitName::kTrain : SplitName::kTest);
   const char* split_name = options.train_split ? "training" : "test";
-  const bool shape_differs = checkpoint.data ? (split.rows != checkpoint.data->rows || split.cols != checkpoint.data->cols)
-                                             : split.image_size() != model.input;
-  if (shape_differs)
-    throw Error(fmt::format("{}: {} images are {}x{}, the model in {} takes {}", options.data_dir, split_name, split.rows,
-                            split.cols, options.checkpoint,
-                            checkpoint.data ? fmt::format("{}x{}", checkpoint.data->rows, checkpoint.data->cols)
-                                            : fmt::format("{} pixels", model.input)));
+  check_images_fit(trained, split, options.data_dir, options.checkpoint, split_name);
   if (options.traverse_image < 0 || options.traverse_image >= split.count)
     throw UsageError(fmt::format("--traverse-image: image {} is outside the {} {} images", options.traverse_image,
                                  split.count, split_name));
@@ -138,7 +128,7 @@ void run_evaluate(const EvaluateOptions& options) {
 
   ProgressBar bar(options.progress);
   const auto start = std::chrono::steady_clock::now();
-  const Evaluation ev = evaluate_model(model, checkpoint.state.params, checkpoint.state.running_stats, split,
+  const Evaluation ev = evaluate_model(model, trained.params, trained.running_stats, split,
                                        options.importance_samples, options.seed, [&](int64_t done, int64_t total) {
                                          bar.update("evaluate", static_cast<int>(done), static_cast<int>(total));
                                        });
@@ -154,7 +144,7 @@ void run_evaluate(const EvaluateOptions& options) {
     replace_file_atomically(options.json_file, {{text.data(), text.size()}});
     fmt::print("wrote {}\n", options.json_file);
   }
-  if (write_traversal(options, checkpoint, split, ev))
+  if (write_traversal(options, trained, split, ev))
     fmt::print("wrote {} (rows: the active dimensions, each from -3 to 3 around {} image {}'s mean)\n", options.out_png,
                split_name, options.traverse_image);
   else

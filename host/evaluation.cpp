@@ -59,6 +59,17 @@ float importance_eps(uint64_t seed, int64_t image, int64_t sample, int dim, int 
                        static_cast<uint64_t>(sample) * latent + dim);
 }
 
+void importance_eps_row(uint64_t seed, int64_t image, int64_t sample, int latent, float* eps) {
+  const uint64_t subsequence = noise_stream(NoisePurpose::kImportance, static_cast<uint64_t>(image));
+  const uint64_t first = static_cast<uint64_t>(sample) * latent;
+  Normal4 block{};
+  for (int j = 0; j < latent; ++j) {
+    const uint64_t element = first + j;
+    if (j == 0 || element % 4 == 0) block = philox_normal4(seed, subsequence, element / 4);
+    eps[j] = block.v[element % 4];
+  }
+}
+
 double log_likelihood_constant(const ModelConfig& model) {
   if (model.likelihood == Likelihood::kBernoulli) return 0.0;
   const double d = model.input;
@@ -104,7 +115,8 @@ Evaluation evaluate_model(const ModelConfig& model, const std::vector<float>& pa
   const int chunk_images = std::clamp(kChunkSamples / K, 1, kDecodeRows);
   std::vector<double> log_weights(static_cast<size_t>(chunk_images) * K), log_ratio(kDecodeRows),
       row_sums(2 * kDecodeRows);
-  std::vector<float> targets(static_cast<size_t>(chunk_images) * input), z(static_cast<size_t>(kDecodeRows) * latent);
+  std::vector<float> targets(static_cast<size_t>(chunk_images) * input), z(static_cast<size_t>(kDecodeRows) * latent),
+      eps(latent);
   // Each decoded row's target image and posterior, as the loss op takes them row by row.
   std::vector<float> row_targets(static_cast<size_t>(kDecodeRows) * input),
       row_posteriors(static_cast<size_t>(kDecodeRows) * 2 * latent);
@@ -138,12 +150,12 @@ Evaluation evaluate_model(const ModelConfig& model, const std::vector<float>& pa
                     row_targets.begin() + static_cast<ptrdiff_t>(r) * input);
         // log p(z) - log q(z | x) for z = mu + sigma eps: sum_j 1/2 (logvar_j + eps_j^2 - z_j^2), the
         // normal densities' 2 pi terms cancelling.
+        importance_eps_row(seed, first + c, k, latent, eps.data());
         double ratio = 0;
         for (int j = 0; j < latent; ++j) {
-          const float eps = importance_eps(seed, first + c, k, j, latent);
-          const float zj = reparam_sample(mu[j], logvar[j], eps);
+          const float zj = reparam_sample(mu[j], logvar[j], eps[j]);
           z[static_cast<size_t>(r) * latent + j] = zj;
-          ratio += 0.5 * (static_cast<double>(logvar[j]) + static_cast<double>(eps) * eps - static_cast<double>(zj) * zj);
+          ratio += 0.5 * (static_cast<double>(logvar[j]) + static_cast<double>(eps[j]) * eps[j] - static_cast<double>(zj) * zj);
         }
         log_ratio[r] = ratio;
       }

@@ -7,7 +7,7 @@
 #include <algorithm>
 #include <vector>
 
-#include "vae/checkpoint.hpp"
+#include "trained_model.hpp"
 #include "vae/error.hpp"
 #include "vae/idx.hpp"
 #include "vae/images.hpp"
@@ -25,25 +25,9 @@ constexpr int kDecodeRows = 256;
 // The latent map's square, in standard deviations of the prior.
 constexpr float kLatentMapExtent = 3.0f;
 
-struct TrainedModel {
-  ModelConfig model;
-  std::vector<float> params;
-  std::vector<float> running_stats;  // BatchNorm's
-  int rows = 0, cols = 0;  // of the images it was trained on, as it draws them; 0 when not recorded
-};
-
 TrainedModel load_model(const InspectOptions& options) {
   if (options.out_png.empty()) throw UsageError("--out: name the PNG file to write");
-  Checkpoint checkpoint = read_checkpoint(options.checkpoint);
-  if (static_cast<int64_t>(checkpoint.state.params.size()) < make_layout(checkpoint.config.model).total)
-    throw Error(fmt::format("{}: holds fewer parameters than its model needs", options.checkpoint));
-  TrainedModel trained{checkpoint.config.model, std::move(checkpoint.state.params),
-                       std::move(checkpoint.state.running_stats)};
-  if (checkpoint.data) {
-    trained.rows = checkpoint.data->rows;
-    trained.cols = checkpoint.data->cols;
-  }
-  return trained;
+  return load_trained_model(options.checkpoint);
 }
 
 // The shape to draw a model's images at without data at hand: the recorded one. A version-1
@@ -103,15 +87,10 @@ void run_interpolate(const InspectOptions& options) {
     throw UsageError(fmt::format("--steps: {} is not between 2 and {}", options.steps, kMaxSteps));
   if (options.data_dir.empty()) throw UsageError("--interpolate needs --data-dir DIR for the test images");
   const TrainedModel trained = load_model(options);
-  const MnistSplit test = load_mnist_dir(options.data_dir).test;
+  const MnistSplit test = load_mnist_split(options.data_dir, SplitName::kTest);
   check_pair_index(options.pair_i, test);
   check_pair_index(options.pair_j, test);
-  if (trained.rows == 0 && test.image_size() != trained.model.input)  // version 1: only the pixel count to check
-    throw Error(fmt::format("{}: test images have {}x{} pixels, the model in {} takes {}", options.data_dir, test.rows,
-                            test.cols, options.checkpoint, trained.model.input));
-  if (trained.rows != 0 && (test.rows != trained.rows || test.cols != trained.cols))
-    throw Error(fmt::format("{}: test images are {}x{}, the model in {} was trained on {}x{}", options.data_dir,
-                            test.rows, test.cols, options.checkpoint, trained.rows, trained.cols));
+  check_images_fit(trained, test, options.data_dir, options.checkpoint, "test");
 
   const int latent = trained.model.latent;
   ReferenceVae<float> vae(trained.model, options.steps);

@@ -14,7 +14,6 @@
 #include "vae/error.hpp"
 #include "vae/images.hpp"
 #include "vae/latent_interpolation.hpp"
-#include "vae/layout.hpp"
 #include "vae/mnist_style.hpp"
 #include "vae/reference_model.hpp"
 
@@ -30,15 +29,10 @@ PlaygroundModel load(const std::filesystem::path& file) {
   Checkpoint checkpoint = read_checkpoint(file);
   PlaygroundModel m;
   m.file_name = file.filename().string();
-  m.model = checkpoint.config.model;
-  if (static_cast<int64_t>(checkpoint.state.params.size()) < make_layout(m.model).total)
-    throw Error(fmt::format("{}: holds fewer parameters than its model needs", file.string()));
-  m.params = std::move(checkpoint.state.params);
-  m.running_stats = std::move(checkpoint.state.running_stats);
-  if (checkpoint.data) m.image_rows = checkpoint.data->rows, m.image_cols = checkpoint.data->cols;
   m.epochs_trained = checkpoint.position.epoch - 1;  // batch 0 of epoch e + 1 is the end of epoch e
   m.batches_into_epoch = checkpoint.position.batch;
   if (checkpoint.plateau && std::isfinite(checkpoint.plateau->best)) m.best_test_loss = checkpoint.plateau->best;
+  static_cast<TrainedModel&>(m) = trained_model(std::move(checkpoint));
   if (m.epochs_trained > 0) m.test_loss = read_test_loss(file.parent_path() / "metrics.csv", m.epochs_trained);
   return m;
 }
@@ -58,8 +52,8 @@ json describe(const PlaygroundModel& m, size_t id) {
           {"file", m.file_name},
           {"architecture", architecture(m.model)},
           {"input", m.model.input},
-          {"image_rows", m.image_rows},
-          {"image_cols", m.image_cols},
+          {"image_rows", m.rows},
+          {"image_cols", m.cols},
           {"hidden", m.model.hidden},
           {"latent", m.model.latent},
           {"beta", m.model.beta},
@@ -221,9 +215,9 @@ class Handlers {
   static std::vector<float> canvas(const json& value, const std::string& field, const PlaygroundModel& m) {
     if (!value.is_object()) throw RequestError(fmt::format("{}: an object {{width, height, pixels}} expected", field));
     const bool mnist_shaped = m.model.input == kMnistSide * kMnistSide &&
-                              (m.image_rows == 0 || (m.image_rows == kMnistSide && m.image_cols == kMnistSide));
+                              (m.rows == 0 || (m.rows == kMnistSide && m.cols == kMnistSide));
     if (!mnist_shaped) {
-      const std::string shape = m.image_rows > 0 ? fmt::format("{}x{} images", m.image_rows, m.image_cols)
+      const std::string shape = m.rows > 0 ? fmt::format("{}x{} images", m.rows, m.cols)
                                                  : fmt::format("images of {} values", m.model.input);
       throw RequestError(fmt::format("{}: the model takes {}, a canvas becomes 28x28", field, shape));
     }
@@ -253,7 +247,7 @@ class Handlers {
 Playground::Playground(const std::vector<std::filesystem::path>& checkpoints,
                        const std::optional<std::filesystem::path>& data_dir) {
   for (const auto& file : checkpoints) models_.push_back(load(file));
-  if (data_dir) test_images_ = load_mnist_dir(*data_dir).test;
+  if (data_dir) test_images_ = load_mnist_split(*data_dir, SplitName::kTest);
 }
 
 Playground::Playground(std::vector<PlaygroundModel> models, MnistSplit test_images)

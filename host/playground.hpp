@@ -10,18 +10,15 @@
 
 #include <nlohmann/json.hpp>
 
+#include "trained_model.hpp"
 #include "vae/config.hpp"
 #include "vae/idx.hpp"
 
 namespace vae {
 
-// A checkpoint as the playground serves it: the weights and BatchNorm statistics, and what the
-// models list shows.
-struct PlaygroundModel {
+// A checkpoint as the playground serves it: the trained model, and what the models list shows.
+struct PlaygroundModel : TrainedModel {
   std::string file_name;  // the checkpoint's file name, without its folder
-  ModelConfig model;
-  std::vector<float> params, running_stats;
-  int image_rows = 0, image_cols = 0;  // of the training images; 0 when the checkpoint does not say
   int epochs_trained = 0;              // whole epochs finished
   int batches_into_epoch = 0;          // batches of the next epoch already trained
   // The lowest test loss per image, which only a run with the plateau schedule records in its

@@ -12,6 +12,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "model_support.hpp"
 #include "test_support.hpp"
 #include "vae/checkpoint.hpp"
 #include "vae/element_math.hpp"
@@ -25,6 +26,9 @@ namespace vae {
 namespace {
 
 using nlohmann::json;
+using testing_support::initial_params;
+using testing_support::odd_running_stats;
+using testing_support::small_seed_model;
 using testing_support::TempDir;
 
 ModelConfig small_model(Likelihood likelihood = Likelihood::kBernoulli) {
@@ -36,12 +40,6 @@ ModelConfig small_model(Likelihood likelihood = Likelihood::kBernoulli) {
   return m;
 }
 
-std::vector<float> initial_params(const ModelConfig& model, uint64_t seed) {
-  const ParamLayout layout = make_layout(model);
-  std::vector<float> params(static_cast<size_t>(layout.total), 0.0f);
-  init_params(layout, seed, params.data());
-  return params;
-}
 
 // Per image, written out from the reference model: one importance sample's reconstruction term
 // (the training loss's) and log p(z) - log q(z | x), for image i's sample k.
@@ -82,33 +80,12 @@ void expect_close(double actual, double expected, const std::string& what) {
   EXPECT_NEAR(actual, expected, 1e-6 * std::max(1.0, std::abs(expected))) << what;
 }
 
-// The seed's options: BatchNorm (evaluated with running statistics far from their initial values),
-// LeakyReLU and the extra encoder layer.
-ModelConfig batch_norm_model() {
-  ModelConfig m = small_model(Likelihood::kGaussian);
-  m.hidden = {24, 12};
-  m.encoder_output = 6;
-  m.batch_norm = true;
-  m.activation = Activation::kLeakyReLU;
-  m.negative_slope = 0.1f;
-  return m;
-}
-
-std::vector<float> running_stats_of(const ModelConfig& model) {
-  const ParamLayout layout = make_layout(model);
-  std::vector<float> stats(static_cast<size_t>(layout.running_total), 0.0f);
-  for (const LinearSlot& l : layout.layers)
-    for (int i = 0; l.batch_norm && i < l.out; ++i) {
-      stats[l.running_mean_offset + i] = 0.3f * std::sin(float(i));
-      stats[l.running_var_offset + i] = 0.5f + 0.25f * std::cos(float(i));
-    }
-  return stats;
-}
-
 TEST(Evaluation, OneSampleIsTheElboWithItsKlEstimatedAtThatSample) {
-  for (const ModelConfig& model : {small_model(), small_model(Likelihood::kGaussian), batch_norm_model()}) {
+  // The seed's options too: BatchNorm (with running statistics far from their initial values),
+  // LeakyReLU and the extra encoder layer.
+  for (const ModelConfig& model : {small_model(), small_model(Likelihood::kGaussian), small_seed_model(4)}) {
     const std::vector<float> params = initial_params(model, 3);
-    const std::vector<float> running = model.batch_norm ? running_stats_of(model) : std::vector<float>{};
+    const std::vector<float> running = model.batch_norm ? odd_running_stats(model, 5) : std::vector<float>{};
     const MnistSplit split = testing_support::disc_split(30, 4);
     const Evaluation ev = evaluate_model(model, params, running, split, 1, 7);
     ASSERT_EQ(ev.iwae.size(), 30u);
@@ -369,25 +346,16 @@ TEST_F(EvaluateCommand, BadInvocationsAreOneLineErrors) {
       {data + " --out '" + (dir_.path() / "taken.png").string() + "'", 2, "taken.png: exists and is not a regular file"},
   };
   std::filesystem::create_directories(dir_.path() / "taken.png");
-  for (const Case& c : cases) {
-    const auto r = evaluate(c.flags);
-    EXPECT_EQ(r.exit_code, c.exit_code) << c.flags << "\n" << r.output;
-    EXPECT_NE(r.output.find(c.says), std::string::npos) << c.flags << "\n" << r.output;
-    EXPECT_EQ(std::count(r.output.begin(), r.output.end(), '\n'), 1) << c.flags << "\n" << r.output;
-  }
+  for (const Case& c : cases) testing_support::expect_one_line_error(evaluate(c.flags), c.exit_code, c.says, c.flags);
   std::ofstream(dir_.path() / "garbage.safetensors") << "not a checkpoint";
-  for (const char* name : {"none.safetensors", "garbage.safetensors"}) {
-    const auto bad_checkpoint =
-        testing_support::run_process(VAE_CLI_PATH, "--evaluate '" + (dir_.path() / name).string() + "' " + data);
-    EXPECT_EQ(bad_checkpoint.exit_code, 1) << bad_checkpoint.output;
-    EXPECT_NE(bad_checkpoint.output.find(name), std::string::npos) << bad_checkpoint.output;
-    EXPECT_EQ(std::count(bad_checkpoint.output.begin(), bad_checkpoint.output.end(), '\n'), 1) << bad_checkpoint.output;
-  }
-  for (const char* flag : {"--importance-samples 5", "--split train", "--json x.json", "--traverse-image 1"}) {
-    const auto r = testing_support::run_process(VAE_CLI_PATH, "--sample '" + checkpoint_ + "' " + flag);
-    EXPECT_EQ(r.exit_code, 2) << flag;
-    EXPECT_NE(r.output.find("goes with --evaluate"), std::string::npos) << flag << "\n" << r.output;
-  }
+  for (const char* name : {"none.safetensors", "garbage.safetensors"})
+    testing_support::expect_one_line_error(
+        testing_support::run_process(VAE_CLI_PATH, "--evaluate '" + (dir_.path() / name).string() + "' " + data), 1, name,
+        name);
+  for (const char* flag : {"--importance-samples 5", "--split train", "--json x.json", "--traverse-image 1"})
+    testing_support::expect_one_line_error(
+        testing_support::run_process(VAE_CLI_PATH, "--sample '" + checkpoint_ + "' " + flag), 2, "goes with --evaluate",
+        flag);
 }
 
 }  // namespace

@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "model_support.hpp"
 #include "test_support.hpp"
 #include "vae/checkpoint.hpp"
 #include "vae/error.hpp"
@@ -26,6 +27,7 @@ namespace vae {
 namespace {
 
 namespace fs = std::filesystem;
+using testing_support::initial_params;
 using testing_support::TempDir;
 
 struct Png {
@@ -77,11 +79,6 @@ std::vector<uint8_t> test_image(const MnistSplit& split, int index) {
   return {first, first + split.image_size()};
 }
 
-std::vector<float> initial_params(const ModelConfig& model, uint64_t seed) {
-  std::vector<float> params(make_layout(model).total);
-  init_params(make_layout(model), seed, params.data());
-  return params;
-}
 
 ModelConfig small_model(int latent) {
   ModelConfig model;

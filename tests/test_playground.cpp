@@ -14,6 +14,7 @@
 
 #include "metrics_file.hpp"
 #include "playground.hpp"
+#include "model_support.hpp"
 #include "test_support.hpp"
 #include "vae/checkpoint.hpp"
 #include "vae/error.hpp"
@@ -36,38 +37,14 @@ ModelConfig bernoulli_model() {
   return m;
 }
 
-ModelConfig gaussian_batch_norm_model() {
-  ModelConfig m;
-  m.hidden = {24, 12};
-  m.encoder_output = 5;
-  m.latent = 3;
-  m.batch_norm = true;
-  m.activation = Activation::kLeakyReLU;
-  m.negative_slope = 0.1f;
-  m.likelihood = Likelihood::kGaussian;
-  m.alpha = 32.0f;
-  return m;
-}
-
 Checkpoint make_checkpoint(const ModelConfig& model, uint64_t seed) {
-  const ParamLayout layout = make_layout(model);
   Checkpoint c;
   c.config.model = model;
   c.data = DataIdentity{28, 28, 1000, 1, 2};
-  c.state.params.assign(static_cast<size_t>(layout.total), 0.0f);
-  init_params(layout, seed, c.state.params.data());
-  c.state.adam_m.assign(static_cast<size_t>(layout.total), 0.0f);
-  c.state.adam_v.assign(static_cast<size_t>(layout.total), 0.0f);
-  c.state.running_stats.assign(static_cast<size_t>(layout.running_total), 0.0f);
-  std::mt19937 rng(static_cast<uint32_t>(seed));
-  std::uniform_real_distribution<float> mean(-0.5f, 0.5f), variance(0.2f, 3.0f);
-  for (const LinearSlot& l : layout.layers) {
-    if (!l.batch_norm) continue;
-    for (int i = 0; i < l.out; ++i) {
-      c.state.running_stats[l.running_mean_offset + i] = mean(rng);
-      c.state.running_stats[l.running_var_offset + i] = variance(rng);
-    }
-  }
+  c.state.params = testing_support::initial_params(model, seed);
+  c.state.adam_m.assign(c.state.params.size(), 0.0f);
+  c.state.adam_v.assign(c.state.params.size(), 0.0f);
+  c.state.running_stats = testing_support::odd_running_stats(model, static_cast<uint32_t>(seed));
   return c;
 }
 
@@ -84,7 +61,7 @@ class PlaygroundTest : public testing::Test {
   void SetUp() override {
     Checkpoint first = make_checkpoint(bernoulli_model(), 11);
     first.position = DataPosition{1, 0};
-    Checkpoint second = make_checkpoint(gaussian_batch_norm_model(), 12);
+    Checkpoint second = make_checkpoint(testing_support::small_seed_model(3), 12);
     second.position = DataPosition{4, 7};
     second.config.lr_schedule = LrSchedule::kPlateau;
     second.plateau = PlateauState{};
@@ -430,7 +407,7 @@ TEST(Playground, ACanvasIsRefusedByAModelOfOtherImages) {
   write_checkpoint(dir.path() / "square.safetensors", square);
   std::vector<PlaygroundModel> models = Playground({dir.path() / "square.safetensors"}).models();
   models.push_back(models[0]);
-  models[1].image_rows = models[1].image_cols = 0;  // as a version-1 checkpoint, which records no shape
+  models[1].rows = models[1].cols = 0;  // as a version-1 checkpoint, which records no shape
   const Playground playground(models);
   const json canvas = {{"width", 2}, {"height", 2}, {"pixels", {0, 1, 0, 0}}};
   const PlaygroundResponse a = playground.handle("encode", {{"model", 0}, {"canvas", canvas}});

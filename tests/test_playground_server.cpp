@@ -22,6 +22,7 @@
 #include "playground.hpp"
 #include "playground_assets.hpp"
 #include "playground_server.hpp"
+#include "model_support.hpp"
 #include "test_support.hpp"
 #include "vae/checkpoint.hpp"
 #include "vae/error.hpp"
@@ -37,13 +38,11 @@ std::filesystem::path write_model(const std::filesystem::path& dir, int latent) 
   ModelConfig model;
   model.hidden = {16};
   model.latent = latent;
-  const ParamLayout layout = make_layout(model);
   Checkpoint c;
   c.config.model = model;
   c.data = DataIdentity{28, 28, 100, 1, 2};
   c.position = DataPosition{3, 0};
-  c.state.params.assign(static_cast<size_t>(layout.total), 0.0f);
-  init_params(layout, 5, c.state.params.data());
+  c.state.params = testing_support::initial_params(model, 5);
   c.state.adam_m.assign(c.state.params.size(), 0.0f);
   c.state.adam_v.assign(c.state.params.size(), 0.0f);
   const auto file = dir / fmt::format("latent{}.safetensors", latent);
@@ -342,12 +341,9 @@ TEST(ServeCommand, BadInvocationsAreOneLineErrors) {
       {"--serve " + model + " --data-dir " + (dir.path() / "no-data").string(), 1, "no-data"},
       {"--serve " + model + " --host 203.0.113.9 --port 0", 1, "--host 203.0.113.9"},
   };
-  for (const Case& c : cases) {
-    const testing_support::ProcessResult r = testing_support::run_process(VAE_CLI_PATH, c.args);
-    EXPECT_EQ(r.exit_code, c.exit_code) << c.args << "\n" << r.output;
-    EXPECT_NE(r.output.find(c.says), std::string::npos) << c.args << "\n" << r.output;
-    EXPECT_EQ(std::count(r.output.begin(), r.output.end(), '\n'), 1) << c.args << "\n" << r.output;
-  }
+  for (const Case& c : cases)
+    testing_support::expect_one_line_error(testing_support::run_process(VAE_CLI_PATH, c.args), c.exit_code, c.says,
+                                           c.args);
 }
 
 }  // namespace

@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "model_support.hpp"
 #include "test_support.hpp"
 #include "vae/checkpoint.hpp"
 #include "vae/element_math.hpp"
@@ -28,43 +29,11 @@ namespace vae {
 namespace {
 
 namespace fs = std::filesystem;
+using testing_support::initial_params;
+using testing_support::odd_running_stats;
 using testing_support::run_process;
+using testing_support::small_seed_model;
 using testing_support::TempDir;
-
-ModelConfig gaussian_batch_norm_model(int latent) {
-  ModelConfig m;
-  m.hidden = {24, 12};
-  m.encoder_output = 5;
-  m.latent = latent;
-  m.batch_norm = true;
-  m.activation = Activation::kLeakyReLU;
-  m.negative_slope = 0.1f;
-  m.likelihood = Likelihood::kGaussian;
-  m.alpha = 32.0f;
-  return m;
-}
-
-std::vector<float> initial_params(const ModelConfig& model, uint64_t seed) {
-  std::vector<float> params(make_layout(model).total);
-  init_params(make_layout(model), seed, params.data());
-  return params;
-}
-
-// Running statistics far from the initial mean 0 / variance 1, so evaluation mode shows in the output.
-std::vector<float> odd_running_stats(const ModelConfig& model, uint32_t seed) {
-  const ParamLayout layout = make_layout(model);
-  std::vector<float> running(static_cast<size_t>(layout.running_total), 0.0f);
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<float> mean(-0.5f, 0.5f), variance(0.2f, 3.0f);
-  for (const LinearSlot& l : layout.layers) {
-    if (!l.batch_norm) continue;
-    for (int i = 0; i < l.out; ++i) {
-      running[l.running_mean_offset + i] = mean(rng);
-      running[l.running_var_offset + i] = variance(rng);
-    }
-  }
-  return running;
-}
 
 std::vector<float> initial_running_stats(const ModelConfig& model) {
   std::vector<float> running(static_cast<size_t>(make_layout(model).running_total));
@@ -73,7 +42,7 @@ std::vector<float> initial_running_stats(const ModelConfig& model) {
 }
 
 TEST(GaussianImages, DecodeIsHalfTanhPlusOneOfTheEvaluationModeDecoder) {
-  const ModelConfig model = gaussian_batch_norm_model(3);
+  const ModelConfig model = small_seed_model(3);
   const std::vector<float> params = initial_params(model, 7), running = odd_running_stats(model, 8);
   const int count = 10;
   std::vector<float> z(count * 3);
@@ -99,7 +68,7 @@ TEST(GaussianImages, DecodeIsHalfTanhPlusOneOfTheEvaluationModeDecoder) {
 // Evaluation mode decodes each latent alone: one row at a time gives the same images (training mode
 // would normalise by the batch, and a lone row could not be normalised at all).
 TEST(GaussianImages, DecodesRowByRowAsInABatch) {
-  const ModelConfig model = gaussian_batch_norm_model(3);
+  const ModelConfig model = small_seed_model(3);
   const std::vector<float> params = initial_params(model, 7), running = odd_running_stats(model, 8);
   const std::vector<float> z = sample_latents(4, 6, 3);
   ReferenceVae<float> batch(model, 6), single(model, 1);
@@ -111,7 +80,7 @@ TEST(GaussianImages, DecodesRowByRowAsInABatch) {
 
 TEST(GaussianImages, EncodeSeesTheSignedDataTheModelTrainedOn) {
   for (const Likelihood likelihood : {Likelihood::kGaussian, Likelihood::kBernoulli}) {
-    ModelConfig model = gaussian_batch_norm_model(3);
+    ModelConfig model = small_seed_model(3);
     model.likelihood = likelihood;
     const std::vector<float> params = initial_params(model, 3), running = odd_running_stats(model, 4);
     const MnistSplit split = testing_support::random_split(5, 6);

@@ -119,4 +119,12 @@ inline ProcessResult run_process(const std::string& binary, const std::string& a
   return result;
 }
 
+// A command's failure as main() reports it: the exit code, and one line that says `says`.
+inline void expect_one_line_error(const ProcessResult& r, int exit_code, const std::string& says,
+                                  const std::string& context) {
+  EXPECT_EQ(r.exit_code, exit_code) << context << "\n" << r.output;
+  EXPECT_NE(r.output.find(says), std::string::npos) << context << "\n" << r.output;
+  EXPECT_EQ(std::count(r.output.begin(), r.output.end(), '\n'), 1) << context << "\n" << r.output;
+}
+
 }  // namespace vae::testing_support

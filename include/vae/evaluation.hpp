@@ -20,6 +20,9 @@ inline constexpr double kActiveUnitThreshold = 0.01;
 // ε of image `image`'s importance sample `sample`, latent coordinate `dim`: Philox keyed by seed and
 // a subsequence of the image's own, so an image's draws do not depend on how images are batched.
 float importance_eps(uint64_t seed, int64_t image, int64_t sample, int dim, int latent);
+// The latent eps of one sample, importance_eps for dim 0 .. latent - 1, into eps[latent]: four per
+// Philox block, as the values lie in it.
+void importance_eps_row(uint64_t seed, int64_t image, int64_t sample, int latent, float* eps);
 
 // log p(x | z) = log_likelihood_constant(model) - reconstruction, where reconstruction is the
 // training loss's term: the BCE of the logits against x/255 summed over pixels (Bernoulli; no
