@@ -40,7 +40,7 @@ void apply_preset(CLI::App& app, const Preset& preset) {
 constexpr std::initializer_list<const char*> kTrainingFlags = {
     "--checkpoint-every", "--epochs", "--batch", "--lr", "--lr-schedule", "--plateau-factor", "--plateau-patience",
     "--plateau-threshold", "--plateau-cooldown", "--min-lr", "--hidden", "--latent", "--beta", "--activation",
-    "--negative-slope", "--batch-norm", "--encoder-output", "--likelihood", "--alpha", "--device", "--precision",
+    "--negative-slope", "--batch-norm", "--encoder-output", "--likelihood", "--alpha", "--precision",
     "--data", "--no-graph", "--weight-decay", "--adamw", "--resume", "--allow-data-change", "--preset"};
 
 // "--flag goes with COMMAND" for the first of `flags` given. With leave_config_values, a --config
@@ -173,7 +173,7 @@ CommandLine parse_command_line(int argc, const char* const* argv) {
       ->check(CLI::IsMember({"bernoulli", "gaussian"}));
   number("--alpha", alpha, "FLOAT", "Weight of the Gaussian likelihood's mean squared error per image");
   number("--seed", seed, "UINT", "Seed of every random draw (init, shuffling, noise)");
-  app.add_option("--device", device, "Where to train")->capture_default_str()->check(CLI::IsMember({"auto", "cpu", "cuda"}));
+  app.add_option("--device", device, "Where to train or evaluate")->capture_default_str()->check(CLI::IsMember({"auto", "cpu", "cuda"}));
   app.add_option("--precision", precision, "GEMM arithmetic of the CUDA backend")
       ->capture_default_str()
       ->check(CLI::IsMember({"fp32", "tf32"}));
@@ -223,10 +223,14 @@ CommandLine parse_command_line(int argc, const char* const* argv) {
                              bool leave_config_values = false) {
       if (result.command != command) refuse_flags_of(app, *config_file, flags, name, leave_config_values);
     };
+    static const std::map<std::string, DeviceChoice> kDevices = {
+        {"auto", DeviceChoice::kAuto}, {"cpu", DeviceChoice::kCpu}, {"cuda", DeviceChoice::kCuda}};
     require(Command::kTrain, "--train", kTrainingFlags, true);
     require(Command::kInterpolate, "--interpolate", {"--pair", "--interpolate-z"});
     require(Command::kServe, "--serve", {"--host", "--port"});
     require(Command::kEvaluate, "--evaluate", {"--importance-samples", "--split", "--json", "--traverse-image"});
+    if (result.command != Command::kTrain && result.command != Command::kEvaluate)
+      refuse_flags_of(app, *config_file, {"--device"}, "--train or --evaluate", true);
     if (result.command == Command::kEvaluate) {
       if (!data_option->count()) throw UsageError("--evaluate needs --data-dir DIR (the images to evaluate on)");
       result.evaluate.data_dir = c.data_dir;
@@ -234,6 +238,7 @@ CommandLine parse_command_line(int argc, const char* const* argv) {
           parse_integer_flag("--importance-samples", importance_samples, limits::kImportanceSamples);
       result.evaluate.train_split = split == "train";
       result.evaluate.traverse_image = parse_integer_flag("--traverse-image", traverse_image, limits::kImageIndex);
+      result.evaluate.device = kDevices.at(device);
     }
     if (result.command == Command::kServe) {
       result.serve.port = parse_integer_flag("--port", port, limits::kPort);
@@ -276,8 +281,6 @@ CommandLine parse_command_line(int argc, const char* const* argv) {
     c.plateau.threshold = parse_real_flag("--plateau-threshold", plateau_threshold, limits::kPlateauThreshold);
     c.plateau.cooldown = parse_integer_flag("--plateau-cooldown", plateau_cooldown, limits::kPlateauCooldown);
     c.plateau.min_lr = parse_real_flag("--min-lr", min_lr, limits::kMinLr);
-    static const std::map<std::string, DeviceChoice> kDevices = {
-        {"auto", DeviceChoice::kAuto}, {"cpu", DeviceChoice::kCpu}, {"cuda", DeviceChoice::kCuda}};
     c.device = kDevices.at(device);
     c.precision = precision == "tf32" ? Precision::kTf32 : Precision::kFp32;
     c.data = data == "device" ? DataPlacement::kResident : DataPlacement::kStreamed;

@@ -4,6 +4,8 @@
 
 #include <cuda_runtime_api.h>
 
+#include <fmt/format.h>
+
 #include "vae/cuda_check.hpp"
 
 namespace vae {
@@ -19,6 +21,16 @@ CudaDevices query_cuda_devices() {
   cudaDeviceProp props{};
   if (cudaGetDeviceProperties(&props, 0) == cudaSuccess) devices.first_name = props.name;
   return devices;
+}
+
+bool use_cuda(DeviceChoice choice, std::string* fallback_reason) {
+  if (choice == DeviceChoice::kCpu) return false;
+  const CudaDevices devices = query_cuda_devices();
+  if (choice == DeviceChoice::kCuda && devices.count == 0)
+    throw Error(fmt::format("--device cuda: no CUDA device available ({})", devices.why_none));
+  if (devices.count == 0 && fallback_reason != nullptr)
+    *fallback_reason = fmt::format(" (no CUDA device: {})", devices.why_none);
+  return devices.count > 0;
 }
 
 int multiprocessor_count() {

@@ -7,12 +7,15 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <memory>
 
 #include <nlohmann/json.hpp>
 
 #include "atomic_file.hpp"
 #include "progress.hpp"
 #include "trained_model.hpp"
+#include "vae/cuda_device.hpp"
+#include "vae/cuda_evaluation.hpp"
 #include "vae/error.hpp"
 #include "vae/evaluation.hpp"
 #include "vae/idx.hpp"
@@ -24,7 +27,8 @@ namespace {
 
 using nlohmann::json;
 
-json to_json(const EvaluateOptions& options, const ModelConfig& model, const Evaluation& ev, double seconds) {
+json to_json(const EvaluateOptions& options, const ModelConfig& model, const Evaluation& ev, const std::string& device,
+             double seconds) {
   std::vector<bool> active;
   for (double v : ev.mu_variance) active.push_back(v > kActiveUnitThreshold);
   std::vector<double> elbo(ev.reconstruction.size());
@@ -36,6 +40,7 @@ json to_json(const EvaluateOptions& options, const ModelConfig& model, const Eva
       {"images", ev.images},
       {"importance_samples", ev.importance_samples},
       {"seed", options.seed},
+      {"device", device},
       {"likelihood", likelihood_name(model.likelihood)},
       {"beta", model.beta},
       {"log_likelihood_constant", ev.log_likelihood_constant},
@@ -126,10 +131,19 @@ void run_evaluate(const EvaluateOptions& options) {
   if (!options.json_file.empty()) prepare_output("--json", options.json_file);
   prepare_output("--out", options.out_png);
 
+  std::string why;
+  const std::unique_ptr<EvaluationBackend> backend =
+      use_cuda(options.device, &why)
+          ? std::unique_ptr<EvaluationBackend>(
+                std::make_unique<CudaEvaluation>(model, trained.params, trained.running_stats, split))
+          : std::make_unique<ReferenceEvaluation>(model, trained.params, trained.running_stats, split);
+  fmt::print("device: {}{}\n", backend->describe(), why);
+  std::fflush(stdout);  // the line reaches a pipe or log before an evaluation that may take hours
+
   ProgressBar bar(options.progress);
   const auto start = std::chrono::steady_clock::now();
-  const Evaluation ev = evaluate_model(model, trained.params, trained.running_stats, split,
-                                       options.importance_samples, options.seed, [&](int64_t done, int64_t total) {
+  const Evaluation ev = evaluate_model(model, *backend, split, options.importance_samples, options.seed,
+                                       [&](int64_t done, int64_t total) {
                                          bar.update("evaluate", static_cast<int>(done), static_cast<int>(total));
                                        });
   bar.clear();
@@ -140,7 +154,7 @@ void run_evaluate(const EvaluateOptions& options) {
 
   print_summary(options, model, ev, seconds);
   if (!options.json_file.empty()) {
-    const std::string text = to_json(options, model, ev, seconds).dump(1) + "\n";
+    const std::string text = to_json(options, model, ev, backend->describe(), seconds).dump(1) + "\n";
     replace_file_atomically(options.json_file, {{text.data(), text.size()}});
     fmt::print("wrote {}\n", options.json_file);
   }

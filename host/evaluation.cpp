@@ -1,7 +1,7 @@
-// evaluate_model: every image's posterior once, then K importance samples per image decoded in
-// blocks of rows that span images, so K = 1 keeps the GEMMs as full as K = 5000 does. Each row's
-// reconstruction term comes from the training step's own loss op; log-weights are summed in double
-// and combined by log-sum-exp per image.
+// evaluate_model, written once over an EvaluationBackend: every image's posterior once, the KL per
+// image and dimension from it, then each chunk's importance samples weighed by the backend and their
+// log-weights combined by log-sum-exp per image, in double. ReferenceEvaluation is that backend on
+// the CPU reference model, each row's reconstruction from the training step's own loss op.
 #include "vae/evaluation.hpp"
 
 #include <fmt/format.h>
@@ -12,7 +12,7 @@
 
 #include "vae/element_math.hpp"
 #include "vae/error.hpp"
-#include "vae/images.hpp"
+#include "vae/importance_sample.hpp"
 #include "vae/noise_streams.hpp"
 #include "vae/philox.hpp"
 #include "vae/reference_model.hpp"
@@ -21,9 +21,8 @@
 namespace vae {
 namespace {
 
-constexpr int kDecodeRows = 256;  // importance samples decoded at once
-// Importance samples one chunk of images holds (its log-weights): chunks of many images for small
-// K, down to one image for K past this.
+constexpr int kDecodeRows = 256;  // the reference's importance samples decoded at once
+// The reference's chunks: many images for small K, down to one image for K past this.
 constexpr int kChunkSamples = 16 * kDecodeRows;
 
 // log sum_i exp(v_i), shifted by the largest term so that nothing overflows or vanishes whole.
@@ -59,17 +58,6 @@ float importance_eps(uint64_t seed, int64_t image, int64_t sample, int dim, int 
                        static_cast<uint64_t>(sample) * latent + dim);
 }
 
-void importance_eps_row(uint64_t seed, int64_t image, int64_t sample, int latent, float* eps) {
-  const uint64_t subsequence = noise_stream(NoisePurpose::kImportance, static_cast<uint64_t>(image));
-  const uint64_t first = static_cast<uint64_t>(sample) * latent;
-  Normal4 block{};
-  for (int j = 0; j < latent; ++j) {
-    const uint64_t element = first + j;
-    if (j == 0 || element % 4 == 0) block = philox_normal4(seed, subsequence, element / 4);
-    eps[j] = block.v[element % 4];
-  }
-}
-
 double log_likelihood_constant(const ModelConfig& model) {
   if (model.likelihood == Likelihood::kBernoulli) return 0.0;
   const double d = model.input;
@@ -90,15 +78,67 @@ int64_t Evaluation::first_non_finite() const {
   return -1;
 }
 
-Evaluation evaluate_model(const ModelConfig& model, const std::vector<float>& params,
-                          const std::vector<float>& running_stats, const MnistSplit& split, int importance_samples,
-                          uint64_t seed, const std::function<void(int64_t, int64_t)>& progress) {
-  const int K = importance_samples, latent = model.latent, input = model.input;
+ReferenceEvaluation::ReferenceEvaluation(const ModelConfig& model, const std::vector<float>& params,
+                                         const std::vector<float>& running_stats, const MnistSplit& split)
+    : model_(model), params_(params), running_stats_(running_stats), split_(split), vae_(model, kDecodeRows) {
+  if (static_cast<int64_t>(params.size()) != vae_.layout().total ||
+      static_cast<int64_t>(running_stats.size()) != vae_.layout().running_total)
+    throw Error(fmt::format("evaluation: {} parameters and {} running statistics given, the model has {} and {}",
+                            params.size(), running_stats.size(), vae_.layout().total, vae_.layout().running_total));
+}
+
+int ReferenceEvaluation::max_images() const { return kDecodeRows; }
+int64_t ReferenceEvaluation::chunk_samples() const { return kChunkSamples; }
+
+void ReferenceEvaluation::encode(int64_t first, int images, float* posteriors) {
+  const int input = model_.input, latent = model_.latent;
+  if (first < 0 || images < 1 || images > kDecodeRows || first + images > split_.count || split_.image_size() != input)
+    throw Error(fmt::format("evaluation: cannot encode images {}..{} of this split", first, first + images - 1));
+  // The images as the model reads them, which are also the loss's targets.
+  targets_.resize(static_cast<size_t>(images) * input);
+  const uint8_t* pixels = split_.pixels.data() + static_cast<size_t>(first) * input;
+  for (size_t i = 0; i < targets_.size(); ++i)
+    targets_[i] = model_.likelihood == Likelihood::kGaussian ? pixel_to_signed(pixels[i]) : pixel_to_unit(pixels[i]);
+  vae_.encode(images, targets_.data(), params_.data(), running_stats_.empty() ? nullptr : running_stats_.data());
+  posteriors_.assign(vae_.mu_logvar(), vae_.mu_logvar() + static_cast<size_t>(images) * 2 * latent);
+  std::copy(posteriors_.begin(), posteriors_.end(), posteriors);
+}
+
+void ReferenceEvaluation::weigh(int64_t first, int images, int K, uint64_t seed, double* reconstruction,
+                                double* log_ratio) {
+  const int latent = model_.latent, input = model_.input;
+  const float* running = running_stats_.empty() ? nullptr : running_stats_.data();
+  const auto draw = [](uint64_t s, uint64_t subsequence, uint64_t group) { return philox_normal4(s, subsequence, group); };
+  std::vector<float> z(static_cast<size_t>(kDecodeRows) * latent);
+  std::vector<double> row_sums(2 * kDecodeRows);
+  // Each decoded row's target image and posterior, as the loss op takes them row by row.
+  std::vector<float> row_targets(static_cast<size_t>(kDecodeRows) * input),
+      row_posteriors(static_cast<size_t>(kDecodeRows) * 2 * latent);
+  const int64_t samples = static_cast<int64_t>(images) * K;
+  for (int64_t f0 = 0; f0 < samples; f0 += kDecodeRows) {
+    const int rows = static_cast<int>(std::min<int64_t>(kDecodeRows, samples - f0));
+    for (int r = 0; r < rows; ++r) {
+      const int64_t c = (f0 + r) / K, k = (f0 + r) % K;
+      const float* posterior = posteriors_.data() + c * 2 * latent;
+      std::copy_n(posterior, 2 * latent, row_posteriors.begin() + static_cast<ptrdiff_t>(r) * 2 * latent);
+      std::copy_n(targets_.begin() + c * input, input, row_targets.begin() + static_cast<ptrdiff_t>(r) * input);
+      log_ratio[f0 + r] = importance_sample(latent, posterior, seed, static_cast<uint64_t>(first + c),
+                                            static_cast<uint64_t>(k), draw, z.data() + static_cast<size_t>(r) * latent);
+    }
+    vae_.decode(rows, z.data(), params_.data(), running);
+    reconstruction_terms(model_, rows, vae_.logits(), row_targets.data(), row_posteriors.data(), row_sums.data());
+    std::copy_n(row_sums.begin(), rows, reconstruction + f0);
+  }
+}
+
+Evaluation evaluate_model(const ModelConfig& model, EvaluationBackend& backend, const MnistSplit& split,
+                          int importance_samples, uint64_t seed, const std::function<void(int64_t, int64_t)>& progress) {
+  const int K = importance_samples, latent = model.latent;
   if (K < 1 || K > kMaxImportanceSamples)
     throw Error(fmt::format("importance samples: {} is not between 1 and {}", K, kMaxImportanceSamples));
-  if (split.image_size() != input)
+  if (split.image_size() != model.input)
     throw Error(fmt::format("the images are {}x{} ({} pixels), the model takes {}", split.rows, split.cols,
-                            split.image_size(), input));
+                            split.image_size(), model.input));
   Evaluation ev;
   ev.images = split.count;
   ev.importance_samples = K;
@@ -109,23 +149,13 @@ Evaluation evaluate_model(const ModelConfig& model, const std::vector<float>& pa
   std::vector<double> mu_all(static_cast<size_t>(split.count) * latent);  // for the variances
   ev.kl_per_dim.assign(latent, 0.0);  // sums until the end
 
-  ReferenceVae<float> vae(model, kDecodeRows);
-  const float* running = running_stats.empty() ? nullptr : running_stats.data();
-  const bool gaussian = model.likelihood == Likelihood::kGaussian;
-  const int chunk_images = std::clamp(kChunkSamples / K, 1, kDecodeRows);
-  std::vector<double> log_weights(static_cast<size_t>(chunk_images) * K), log_ratio(kDecodeRows),
-      row_sums(2 * kDecodeRows);
-  std::vector<float> targets(static_cast<size_t>(chunk_images) * input), z(static_cast<size_t>(kDecodeRows) * latent),
-      eps(latent);
-  // Each decoded row's target image and posterior, as the loss op takes them row by row.
-  std::vector<float> row_targets(static_cast<size_t>(kDecodeRows) * input),
-      row_posteriors(static_cast<size_t>(kDecodeRows) * 2 * latent);
-
+  const int chunk_images =
+      static_cast<int>(std::clamp<int64_t>(backend.chunk_samples() / K, 1, backend.max_images()));
+  std::vector<float> posteriors(static_cast<size_t>(chunk_images) * 2 * latent);
+  std::vector<double> reconstruction(static_cast<size_t>(chunk_images) * K), log_weights(reconstruction.size());
   for (int64_t first = 0; first < split.count; first += chunk_images) {
     const int images = static_cast<int>(std::min<int64_t>(chunk_images, split.count - first));
-    const std::vector<float> x = split_images(split, first, images);
-    const std::vector<float> posteriors = encode_posteriors(vae, images, x.data(), params, running_stats);
-    for (size_t i = 0; i < x.size(); ++i) targets[i] = gaussian ? unit_to_signed(x[i]) : x[i];
+    backend.encode(first, images, posteriors.data());
     for (int c = 0; c < images; ++c) {
       const float* mu = posteriors.data() + static_cast<size_t>(c) * 2 * latent;
       double kl = 0;
@@ -137,38 +167,15 @@ Evaluation evaluate_model(const ModelConfig& model, const std::vector<float>& pa
       }
       ev.kl[first + c] = kl;
     }
-    // The chunk's images * K samples, row f being image f / K's sample f % K, decoded kDecodeRows at once.
-    const int64_t samples = static_cast<int64_t>(images) * K;
-    for (int64_t f0 = 0; f0 < samples; f0 += kDecodeRows) {
-      const int rows = static_cast<int>(std::min<int64_t>(kDecodeRows, samples - f0));
-      for (int r = 0; r < rows; ++r) {
-        const int c = static_cast<int>((f0 + r) / K), k = static_cast<int>((f0 + r) % K);
-        const float* mu = posteriors.data() + static_cast<size_t>(c) * 2 * latent;
-        const float* logvar = mu + latent;
-        std::copy_n(mu, 2 * latent, row_posteriors.begin() + static_cast<ptrdiff_t>(r) * 2 * latent);
-        std::copy_n(targets.begin() + static_cast<ptrdiff_t>(c) * input, input,
-                    row_targets.begin() + static_cast<ptrdiff_t>(r) * input);
-        // log p(z) - log q(z | x) for z = mu + sigma eps: sum_j 1/2 (logvar_j + eps_j^2 - z_j^2), the
-        // normal densities' 2 pi terms cancelling.
-        importance_eps_row(seed, first + c, k, latent, eps.data());
-        double ratio = 0;
-        for (int j = 0; j < latent; ++j) {
-          const float zj = reparam_sample(mu[j], logvar[j], eps[j]);
-          z[static_cast<size_t>(r) * latent + j] = zj;
-          ratio += 0.5 * (static_cast<double>(logvar[j]) + static_cast<double>(eps[j]) * eps[j] - static_cast<double>(zj) * zj);
-        }
-        log_ratio[r] = ratio;
-      }
-      vae.decode(rows, z.data(), params.data(), running);
-      reconstruction_terms(model, rows, vae.logits(), row_targets.data(), row_posteriors.data(), row_sums.data());
-      for (int r = 0; r < rows; ++r) {
-        const int64_t f = f0 + r;
-        log_weights[f] = ev.log_likelihood_constant - row_sums[r] + log_ratio[r];
-        if (f % K == 0) ev.reconstruction[first + f / K] = row_sums[r];
-      }
+    // log w = log p(x | z) + log p(z) - log q(z | x); the backend leaves log_ratio in log_weights.
+    backend.weigh(first, images, K, seed, reconstruction.data(), log_weights.data());
+    for (int c = 0; c < images; ++c) {
+      double* w = log_weights.data() + static_cast<size_t>(c) * K;
+      const double* rec = reconstruction.data() + static_cast<size_t>(c) * K;
+      for (int k = 0; k < K; ++k) w[k] += ev.log_likelihood_constant - rec[k];
+      ev.reconstruction[first + c] = rec[0];
+      ev.iwae[first + c] = log_sum_exp(w, K) - std::log(double(K));
     }
-    for (int c = 0; c < images; ++c)
-      ev.iwae[first + c] = log_sum_exp(log_weights.data() + static_cast<size_t>(c) * K, K) - std::log(double(K));
     if (progress) progress(first + images, split.count);
   }
 
@@ -184,6 +191,13 @@ Evaluation evaluate_model(const ModelConfig& model, const std::vector<float>& pa
     ev.mu_variance[j] = squares / n;
   }
   return ev;
+}
+
+Evaluation evaluate_model(const ModelConfig& model, const std::vector<float>& params,
+                          const std::vector<float>& running_stats, const MnistSplit& split, int importance_samples,
+                          uint64_t seed, const std::function<void(int64_t, int64_t)>& progress) {
+  ReferenceEvaluation backend(model, params, running_stats, split);
+  return evaluate_model(model, backend, split, importance_samples, seed, progress);
 }
 
 }  // namespace vae

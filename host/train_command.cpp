@@ -28,15 +28,9 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// --device auto takes the GPU when the CUDA runtime finds one; --device cuda insists on it. `why`
-// receives the reason when auto falls back to the CPU, for the one line that says so.
+// The GPU when --device says so or finds one; `why` receives the reason when auto falls back to the CPU.
 std::unique_ptr<TrainingBackend> make_backend(const TrainConfig& config, const MnistData& data, std::string& why) {
-  if (config.device == DeviceChoice::kCpu) return std::make_unique<ReferenceBackend>(config);
-  const CudaDevices devices = query_cuda_devices();
-  if (config.device == DeviceChoice::kCuda && devices.count == 0)
-    throw Error(fmt::format("--device cuda: no CUDA device available ({})", devices.why_none));
-  if (devices.count > 0) return std::make_unique<CudaBackend>(config, data.train, data.test);
-  why = fmt::format(" (no CUDA device: {})", devices.why_none);
+  if (use_cuda(config.device, &why)) return std::make_unique<CudaBackend>(config, data.train, data.test);
   return std::make_unique<ReferenceBackend>(config);
 }
 

@@ -15,6 +15,7 @@
 #include "model_support.hpp"
 #include "test_support.hpp"
 #include "vae/checkpoint.hpp"
+#include "vae/cuda_device.hpp"
 #include "vae/element_math.hpp"
 #include "vae/error.hpp"
 #include "vae/evaluation.hpp"
@@ -270,16 +271,17 @@ class EvaluateCommand : public testing::Test {
 TEST_F(EvaluateCommand, PrintsTheSummaryWritesEveryFigureAndTheTraversal) {
   const std::string data = (dir_.path() / "data").string(), json_file = (dir_.path() / "report" / "e.json").string(),
                     png = (dir_.path() / "traversal.png").string();
-  const auto r = evaluate("--data-dir '" + data + "' --importance-samples 7 --seed 3 --json '" + json_file + "' --out '" +
-                          png + "'");
+  const auto r = evaluate("--data-dir '" + data + "' --importance-samples 7 --seed 3 --device cpu --json '" + json_file +
+                          "' --out '" + png + "'");
   ASSERT_EQ(r.exit_code, 0) << r.output;
-  for (const char* line : {"ELBO", "IWAE", "K = 7", "active units", "KL per dimension"})
+  for (const char* line : {"device: CPU reference\n", "ELBO", "IWAE", "K = 7", "active units", "KL per dimension"})
     EXPECT_NE(r.output.find(line), std::string::npos) << line << "\n" << r.output;
   std::ifstream in(json_file);
   const json report = json::parse(in);
   EXPECT_EQ(report["images"], 40);
   EXPECT_EQ(report["importance_samples"], 7);
   EXPECT_EQ(report["split"], "test");
+  EXPECT_EQ(report["device"], "CPU reference");
   EXPECT_EQ(report["per_image"]["iwae"].size(), 40u);
   EXPECT_EQ(report["per_dimension"]["kl"].size(), 4u);
   // The command's figures are the library's on the same checkpoint, images, K and seed.
@@ -296,6 +298,19 @@ TEST_F(EvaluateCommand, PrintsTheSummaryWritesEveryFigureAndTheTraversal) {
   const auto [width, height] = png_size(png);
   EXPECT_EQ(width, 11 * 28 + 12 * 2);
   EXPECT_EQ(height, ev.active_units() * 28 + (ev.active_units() + 1) * 2);
+}
+
+// --device auto falls back to the CPU reference and says why; --device cuda insists on a GPU. (With a
+// GPU present, tests/test_evaluation_gpu.cpp compares the two.)
+TEST_F(EvaluateCommand, WithoutAGpuAutoSaysSoAndCudaIsAnError) {
+  if (query_cuda_devices().count > 0) GTEST_SKIP() << "a CUDA device is present";
+  const std::string flags = "--data-dir '" + (dir_.path() / "data").string() + "' --importance-samples 2 --out '" +
+                            (dir_.path() / "d.png").string() + "'";
+  const auto r = evaluate(flags);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("device: CPU reference (no CUDA device: "), std::string::npos) << r.output;
+  testing_support::expect_one_line_error(evaluate(flags + " --device cuda"), 1, "--device cuda: no CUDA device available",
+                                         "--device cuda");
 }
 
 TEST_F(EvaluateCommand, TheTrainingSplitIsEvaluatedWhenAsked) {

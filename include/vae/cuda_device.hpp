@@ -4,6 +4,8 @@
 
 #include <string>
 
+#include "vae/config.hpp"
+
 namespace vae {
 
 struct CudaDevices {
@@ -13,6 +15,11 @@ struct CudaDevices {
 };
 
 CudaDevices query_cuda_devices();
+
+// Whether a command run with --device `choice` uses the GPU: kAuto when the runtime finds one (else
+// *fallback_reason, when given, receives " (no CUDA device: <the runtime's reason>)" for the line
+// that names the device), kCuda always, kCpu never. Throws vae::Error for kCuda without a device.
+bool use_cuda(DeviceChoice choice, std::string* fallback_reason = nullptr);
 
 // The current device's SM count, asked of the runtime once per process: launchers size their grids
 // from it on every launch, so it must cost nothing. Throws vae::Error when there is no device.

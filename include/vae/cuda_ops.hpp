@@ -185,6 +185,28 @@ struct BatchNormBackward {
 };
 void batch_norm_backward(const BatchNormBackward& b, cudaStream_t stream);
 
+// ---- importance sampling (kernels/importance.cu) ---------------------------------------------
+// --evaluate's importance samples of a chunk of images, laid out image by image: sample f of the
+// chunk is image f / K's sample f % K. For rows r = 0 .. rows - 1, sample f = first_sample + r of
+// image c = f / K: z[r] and log_ratio[r] = log p(z) - log q(z | x) as importance_sample draws them
+// (importance_sample.hpp, ε keyed by the image's index in the split, first_image + c), and the
+// image's posterior and pixels copied to the row's mu_logvar[r] and targets[r], where the output
+// layer's loss epilogue reads a row's posterior and target.
+struct ImportanceRows {
+  int rows = 0, latent = 0, pixels = 0;
+  int samples_per_image = 0;  // K
+  int64_t first_sample = 0;   // f of row 0
+  int64_t first_image = 0;    // the chunk's first image in the split
+  uint64_t seed = 0;
+  const float* posteriors = nullptr;  // the chunk's mu ‖ logvar [images, 2 * latent]
+  const uint8_t* images = nullptr;    // the chunk's pixels [images, pixels]
+  float* mu_logvar = nullptr;         // [rows, 2 * latent]
+  float* z = nullptr;                 // [rows, latent]
+  uint8_t* targets = nullptr;         // [rows, pixels]
+  double* log_ratio = nullptr;        // [rows]
+};
+void importance_rows(const ImportanceRows& p, cudaStream_t stream);
+
 // ---- the step's other ops, one launch each --------------------------------------------------
 // The fused step above does their work in its epilogues; these standalone kernels remain for the
 // benchmark's library-assembled steps (cuBLAS, cuBLASLt, cuDNN), which have no such epilogues.

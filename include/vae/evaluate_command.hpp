@@ -6,6 +6,8 @@
 #include <cstdint>
 #include <string>
 
+#include "vae/config.hpp"
+
 namespace vae {
 
 inline constexpr int kTraversalSteps = 11;         // values of each traversed dimension, -3 to 3
@@ -20,6 +22,7 @@ struct EvaluateOptions {
   std::string json_file;         // every figure, per image and per dimension; empty: none
   std::string out_png;           // the latent traversal
   int traverse_image = 0;        // the image of the split whose posterior mean is traversed
+  DeviceChoice device = DeviceChoice::kAuto;  // the GPU when there is one, else the CPU reference
   bool progress = true;
 };
 

@@ -63,11 +63,13 @@ void encode(Ops& ops, int rows) {
   for (int i = 0; i < ops.layout().first_decoder(); ++i) ops.linear_forward(rows, i, ForwardWork{});
 }
 
-// The decoder and the output layer: z to the logits.
+// The decoder and the output layer: z to the logits, and with loss the loss's work on the output
+// layer (importance sampling's per-row reconstruction sums).
 template <class Ops>
-void decode(Ops& ops, int rows) {
-  const int layers = static_cast<int>(ops.layout().layers.size());
-  for (int i = ops.layout().first_decoder(); i < layers; ++i) ops.linear_forward(rows, i, ForwardWork{});
+void decode(Ops& ops, int rows, LossWork loss = LossWork::kNone) {
+  const ParamLayout& layout = ops.layout();
+  for (int i = layout.first_decoder(); i <= layout.output(); ++i)
+    ops.linear_forward(rows, i, ForwardWork{.loss = i == layout.output() ? loss : LossWork::kNone});
 }
 
 // Images to the loss: z is drawn after the head, the first decoder layer's input.

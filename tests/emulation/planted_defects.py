@@ -115,6 +115,17 @@ DEFECTS = [
            "    p.launch_counters[0] = 0;\n",
            "",
            "test_emu_linear", "*LinearKernels.SplitK*"),
+    # --evaluate's importance rows (importance.cu): ε keyed by the image's place in its chunk instead
+    # of in the split (right in the first chunk only), and each block's targets taken as if it
+    # started the chunk (right in the first block only).
+    Defect("importance-eps-keyed-by-chunk", "importance.cu",
+           "static_cast<uint64_t>(p.first_image + c)",
+           "static_cast<uint64_t>(c)",
+           "test_emu_evaluation", "*ImportanceRows*"),
+    Defect("importance-targets-ignore-block", "importance.cu",
+           "const uint8_t* image = p.images + c * p.pixels;",
+           "const uint8_t* image = p.images + r / p.samples_per_image * p.pixels;",
+           "test_emu_evaluation", "*EmulatedEvaluationMatches*"),
     # The standalone kernels the benchmarks' library-assembled steps still launch.
     Defect("reparam-logvar-index", "reparam.cu",
            "const float mu = mu_logvar[mu_index], logvar = mu_logvar[logvar_index];",

@@ -1,0 +1,111 @@
+// CudaEvaluation: device memory sized once for kRows decoded samples, the chunk's launches of
+// cuda_importance_ops.hpp on one stream, and the copies around them.
+#include "vae/cuda_evaluation.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+
+#include "vae/cuda_check.hpp"
+#include "vae/cuda_device.hpp"
+#include "vae/cuda_importance_ops.hpp"
+#include "vae/gemm_plan.hpp"
+
+namespace vae {
+
+CudaEvaluation::CudaEvaluation(const ModelConfig& model, const std::vector<float>& params,
+                               const std::vector<float>& running_stats, const MnistSplit& split)
+    : model_(model), layout_(make_layout(model)), split_count_(split.count) {
+  if (static_cast<int64_t>(params.size()) != layout_.total ||
+      static_cast<int64_t>(running_stats.size()) != layout_.running_total)
+    throw Error(fmt::format("evaluation: {} parameters and {} running statistics given, the model has {} and {}",
+                            params.size(), running_stats.size(), layout_.total, layout_.running_total));
+  if (split.image_size() != model.input)
+    throw Error(fmt::format("evaluation: the images have {} pixels, the model takes {}", split.image_size(), model.input));
+  cudaDeviceProp props{};
+  VAE_CUDA_CHECK(cudaGetDeviceProperties(&props, 0));
+  device_name_ = props.name;
+  VAE_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+
+  params_ = DeviceBuffer<float>(params);
+  // One float when there is no BatchNorm, so that the buffer is never empty.
+  running_stats_ = DeviceBuffer<float>(running_stats.empty() ? std::vector<float>{0.0f} : running_stats);
+  // The GEMM scratch covers every block size a chunk can end on.
+  const int sms = multiprocessor_count();
+  cuda::GemmWorkspaceSize gemm;
+  for (int rows = 1; rows <= kRows; ++rows)
+    gemm.cover(cuda::model_workspace_size(layout_, rows, Precision::kFp32, sms));
+  activations_ = make_activation_layout(layout_, kRows);
+  workspace_ = DeviceBuffer<float>(static_cast<size_t>(activations_.total + std::max<int64_t>(gemm.floats, 1)));
+  workspace_.zero();
+  tile_counters_ = DeviceBuffer<unsigned>(static_cast<size_t>(std::max<int64_t>(gemm.counters, 1)));
+  tile_counters_.zero();  // the layer kernels leave them zero after every launch
+  gemm_ = cuda::GemmWorkspace{workspace_.data() + activations_.total, gemm.floats, tile_counters_.data(), gemm.counters};
+
+  pixels_ = DeviceBuffer<uint8_t>(split.pixels);
+  targets_ = DeviceBuffer<uint8_t>(static_cast<size_t>(kRows) * model.input);
+  posteriors_ = DeviceBuffer<float>(static_cast<size_t>(kRows) * 2 * model.latent);
+  totals_ = DeviceBuffer<double>(2);
+}
+
+CudaEvaluation::~CudaEvaluation() {
+  if (stream_ != nullptr) {
+    cudaStreamSynchronize(stream_);
+    cudaStreamDestroy(stream_);
+  }
+}
+
+std::string CudaEvaluation::describe() const { return fmt::format("{} (fp32)", device_name_); }
+
+cuda::StepOps CudaEvaluation::step_ops() {
+  return cuda::StepOps{.param_layout = &layout_,
+                       .act_layout = &activations_,
+                       .params = params_.data(),
+                       .activations = workspace_.data(),
+                       .running_stats = layout_.running_total > 0 ? running_stats_.data() : nullptr,
+                       .gemm = gemm_,
+                       .totals = totals_.data(),
+                       .precision = Precision::kFp32,
+                       .beta = model_.beta,
+                       .likelihood = model_.likelihood,
+                       .alpha = model_.alpha,
+                       .stream = stream_};
+}
+
+void CudaEvaluation::encode(int64_t first, int images, float* posteriors) {
+  if (first < 0 || images < 1 || images > kRows || first + images > split_count_)
+    throw Error(fmt::format("evaluation: cannot encode images {}..{} of this split", first, first + images - 1));
+  const cuda::StepOps ops = step_ops();
+  cuda::encode_chunk(ops, pixels_.data() + first * model_.input, images);
+  // Kept on the device for weigh (the samples' rows overwrite the head's output) and copied back.
+  const size_t bytes = static_cast<size_t>(images) * 2 * model_.latent * sizeof(float);
+  VAE_CUDA_CHECK(cudaMemcpyAsync(posteriors_.data(), cuda::head_output(ops), bytes, cudaMemcpyDeviceToDevice, stream_));
+  VAE_CUDA_CHECK(cudaMemcpyAsync(posteriors, posteriors_.data(), bytes, cudaMemcpyDeviceToHost, stream_));
+  VAE_CUDA_CHECK(cudaStreamSynchronize(stream_));
+}
+
+void CudaEvaluation::weigh(int64_t first, int images, int K, uint64_t seed, double* reconstruction,
+                           double* log_ratio) {
+  const int64_t samples = static_cast<int64_t>(images) * K;
+  const size_t scratch = static_cast<size_t>(samples + cuda::loss_scratch_doubles(kRows, model_.input));
+  if (reconstruction_.size() < scratch) {  // grows for a chunk of more samples than any before
+    reconstruction_ = DeviceBuffer<double>(scratch);
+    log_ratio_ = DeviceBuffer<double>(static_cast<size_t>(samples));
+  }
+  VAE_CUDA_CHECK(cudaMemsetAsync(totals_.data(), 0, 2 * sizeof(double), stream_));
+  cuda::weigh_chunk(step_ops(), cuda::ImportanceChunk{.first = first,
+                                                      .images = images,
+                                                      .samples_per_image = K,
+                                                      .seed = seed,
+                                                      .pixels = pixels_.data() + first * model_.input,
+                                                      .posteriors = posteriors_.data(),
+                                                      .targets = targets_.data(),
+                                                      .log_ratio = log_ratio_.data(),
+                                                      .reconstruction = reconstruction_.data()});
+  const size_t bytes = static_cast<size_t>(samples) * sizeof(double);
+  VAE_CUDA_CHECK(cudaMemcpyAsync(reconstruction, reconstruction_.data(), bytes, cudaMemcpyDeviceToHost, stream_));
+  VAE_CUDA_CHECK(cudaMemcpyAsync(log_ratio, log_ratio_.data(), bytes, cudaMemcpyDeviceToHost, stream_));
+  VAE_CUDA_CHECK(cudaStreamSynchronize(stream_));
+}
+
+}  // namespace vae
