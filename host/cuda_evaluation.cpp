@@ -1,5 +1,5 @@
-// CudaEvaluation: device memory sized once for kRows decoded samples, the chunk's launches of
-// cuda_importance_ops.hpp on one stream, and the copies around them.
+// CudaEvaluation: device memory sized once for up to kMaxRows decoded samples, the chunk's launches
+// of cuda_importance_ops.hpp on one stream, and the copies around them.
 #include "vae/cuda_evaluation.hpp"
 
 #include <fmt/format.h>
@@ -25,17 +25,18 @@ CudaEvaluation::CudaEvaluation(const ModelConfig& model, const std::vector<float
   cudaDeviceProp props{};
   VAE_CUDA_CHECK(cudaGetDeviceProperties(&props, 0));
   device_name_ = props.name;
-  VAE_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
 
   params_ = DeviceBuffer<float>(params);
   // One float when there is no BatchNorm, so that the buffer is never empty.
   running_stats_ = DeviceBuffer<float>(running_stats.empty() ? std::vector<float>{0.0f} : running_stats);
-  // The GEMM scratch covers every block size a chunk can end on.
+  // The training step's workspace layout (its gradient buffers unused here), for as many rows as fit
+  // kWorkspaceBytes, and GEMM scratch for every block size a chunk can end on.
+  const int64_t floats_per_row = make_activation_layout(layout_, 1).total;
+  const int rows = static_cast<int>(std::clamp<int64_t>(kWorkspaceBytes / 4 / floats_per_row, 1, kMaxRows));
   const int sms = multiprocessor_count();
   cuda::GemmWorkspaceSize gemm;
-  for (int rows = 1; rows <= kRows; ++rows)
-    gemm.cover(cuda::model_workspace_size(layout_, rows, Precision::kFp32, sms));
-  activations_ = make_activation_layout(layout_, kRows);
+  for (int r = 1; r <= rows; ++r) gemm.cover(cuda::model_workspace_size(layout_, r, Precision::kFp32, sms));
+  activations_ = make_activation_layout(layout_, rows);
   workspace_ = DeviceBuffer<float>(static_cast<size_t>(activations_.total + std::max<int64_t>(gemm.floats, 1)));
   workspace_.zero();
   tile_counters_ = DeviceBuffer<unsigned>(static_cast<size_t>(std::max<int64_t>(gemm.counters, 1)));
@@ -43,9 +44,11 @@ CudaEvaluation::CudaEvaluation(const ModelConfig& model, const std::vector<float
   gemm_ = cuda::GemmWorkspace{workspace_.data() + activations_.total, gemm.floats, tile_counters_.data(), gemm.counters};
 
   pixels_ = DeviceBuffer<uint8_t>(split.pixels);
-  targets_ = DeviceBuffer<uint8_t>(static_cast<size_t>(kRows) * model.input);
-  posteriors_ = DeviceBuffer<float>(static_cast<size_t>(kRows) * 2 * model.latent);
+  targets_ = DeviceBuffer<uint8_t>(static_cast<size_t>(rows) * model.input);
+  posteriors_ = DeviceBuffer<float>(static_cast<size_t>(rows) * 2 * model.latent);
   totals_ = DeviceBuffer<double>(2);
+  // Last: nothing after it may throw, or the stream would outlive a constructor that failed.
+  VAE_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
 }
 
 CudaEvaluation::~CudaEvaluation() {
@@ -73,8 +76,9 @@ cuda::StepOps CudaEvaluation::step_ops() {
 }
 
 void CudaEvaluation::encode(int64_t first, int images, float* posteriors) {
-  if (first < 0 || images < 1 || images > kRows || first + images > split_count_)
-    throw Error(fmt::format("evaluation: cannot encode images {}..{} of this split", first, first + images - 1));
+  if (first < 0 || images < 1 || images > activations_.rows || first + images > split_count_)
+    throw Error(fmt::format("evaluation: cannot encode {} images from image {} of a split of {} ({} at once)", images,
+                            first, split_count_, activations_.rows));
   const cuda::StepOps ops = step_ops();
   cuda::encode_chunk(ops, pixels_.data() + first * model_.input, images);
   // Kept on the device for weigh (the samples' rows overwrite the head's output) and copied back.
@@ -82,12 +86,17 @@ void CudaEvaluation::encode(int64_t first, int images, float* posteriors) {
   VAE_CUDA_CHECK(cudaMemcpyAsync(posteriors_.data(), cuda::head_output(ops), bytes, cudaMemcpyDeviceToDevice, stream_));
   VAE_CUDA_CHECK(cudaMemcpyAsync(posteriors, posteriors_.data(), bytes, cudaMemcpyDeviceToHost, stream_));
   VAE_CUDA_CHECK(cudaStreamSynchronize(stream_));
+  encoded_first_ = first;
+  encoded_images_ = images;
 }
 
 void CudaEvaluation::weigh(int64_t first, int images, int K, uint64_t seed, double* reconstruction,
                            double* log_ratio) {
+  if (first != encoded_first_ || images != encoded_images_ || K < 1)
+    throw Error(fmt::format("evaluation: weigh({}, {}, K = {}) does not follow an encode of those images", first,
+                            images, K));
   const int64_t samples = static_cast<int64_t>(images) * K;
-  const size_t scratch = static_cast<size_t>(samples + cuda::loss_scratch_doubles(kRows, model_.input));
+  const size_t scratch = static_cast<size_t>(samples + cuda::loss_scratch_doubles(activations_.rows, model_.input));
   if (reconstruction_.size() < scratch) {  // grows for a chunk of more samples than any before
     reconstruction_ = DeviceBuffer<double>(scratch);
     log_ratio_ = DeviceBuffer<double>(static_cast<size_t>(samples));

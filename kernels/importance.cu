@@ -1,8 +1,6 @@
 // --evaluate's importance samples on the GPU: for each decoded row, its image's pixels and posterior
 // copied in and its z drawn, with the formula the CPU reference uses (importance_sample.hpp), so
 // that the decoder and its loss epilogue then weigh every sample of a chunk in full-width launches.
-#include <climits>
-
 #include "vae/cuda_ops.hpp"
 #include "vae/device/kernel_runtime.hpp"
 #include "vae/device/normal_draws.hpp"

@@ -17,7 +17,7 @@ rm -rf "$bundle"
 mkdir -p "$bundle/tests" "$bundle/benchmarks" "$bundle/data"
 cp build-gpu/vae_cuda "$bundle/"
 cp build-gpu/tests/test_*_gpu build-gpu/tests/test_{philox,adam,gradients,model,gemm_plan} "$bundle/tests/"
-cp build-gpu/benchmarks/bench_gpu_epoch "$bundle/benchmarks/"
+cp build-gpu/benchmarks/bench_gpu_epoch build-gpu/benchmarks/bench_evaluate "$bundle/benchmarks/"
 [[ -x build-gpu/benchmarks/vae_bench ]] && cp build-gpu/benchmarks/vae_bench "$bundle/benchmarks/"
 /usr/bin/python3 - data/fashion-mnist "$bundle/data" <<'PY'
 import gzip, struct, sys

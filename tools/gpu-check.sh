@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Every GPU check in one run, for a lent GPU machine (../shared/DEVICE.md): the device and driver,
 # the gpu tests, a 10-epoch GPU training run, the GPU epoch benchmark, --evaluate with K = 5000 on
-# that run's checkpoint, the gpu tests under compute-sanitizer's four tools, and a JSON report.
-# Steps run in order of importance and each is cut short to fit VAE_CHECK_BUDGET seconds (default
-# 480), so one slow tool cannot eat the session. $OUT (default /tmp/gpu-check) receives summary.txt,
-# report.json, bench_gpu_epoch.json, evaluate_gpu_k5000.json and logs.tar.gz (the device tool
-# returns at most eight files). Every binary's shared libraries are checked first (step
-# `libraries`), after libcurand.so.10 is looked for where the bundle needs it.
+# that run's checkpoint and its benchmark, the gpu tests under compute-sanitizer's four tools, and a
+# JSON report. Steps run in order of importance and each is cut short to fit VAE_CHECK_BUDGET
+# seconds (default 480), so one slow tool cannot eat the session. $OUT (default /tmp/gpu-check)
+# receives summary.txt, report.json, bench_gpu_epoch.json, evaluate_gpu_k5000.json,
+# bench_evaluate.json and logs.tar.gz (the device tool returns at most eight files). Every binary's
+# shared libraries are checked first (step `libraries`), after libcurand.so.10 is looked for where
+# the bundle needs it.
 # Usage: VAE_COMMIT=<sha> bash tools/gpu-check.sh BUNDLE_DIR   (BUNDLE_DIR from tools/gpu-bundle.sh)
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -56,7 +57,7 @@ step device 30 bash -c "nvidia-smi; nvidia-smi --query-gpu=name,driver_version,c
 # benchmarks/gpu_report.sh's, which finds cuBLAS and cuDNN itself.)
 libs_check='echo "LD_LIBRARY_PATH=${LD_LIBRARY_PATH:-}"; for bin; do ldd "$bin" | sed "s|^|${bin##*/}:|"; done'
 libs_check+=' | awk "{print} /not found/ {bad = 1} END {exit bad}"'
-step libraries 30 bash -c "$libs_check" _ "$build/vae_cuda" "$build"/tests/* "$build/benchmarks/bench_gpu_epoch"
+step libraries 30 bash -c "$libs_check" _ "$build/vae_cuda" "$build"/tests/* "$build"/benchmarks/bench_{gpu_epoch,evaluate}
 
 # The gpu tests, full shape lists.
 for bin in "${gpu_tests[@]}"; do
@@ -72,6 +73,7 @@ step bench_gpu_epoch 120 "$build/benchmarks/bench_gpu_epoch" --json "$out/bench_
 # (test_evaluation_gpu compares the GPU's figures with the CPU reference's).
 step evaluate-gpu-k5000 120 "$build/vae_cuda" --evaluate "$logs/train/checkpoint.safetensors" --data-dir "$build/data" \
   --importance-samples 5000 --device cuda --no-progress --json "$out/evaluate_gpu_k5000.json" --out "$logs/traversal.png"
+step bench_evaluate 120 "$build/benchmarks/bench_evaluate" --data "$build/data" --json "$out/bench_evaluate.json"
 
 # compute-sanitizer: every tool on every gpu test, shapes cut to the tails (it runs 10-100x slower).
 # A test binary that never reads VAE_GPU_TEST_QUICK runs its full size under every tool; the report

@@ -21,10 +21,12 @@ namespace vae {
 
 class CudaEvaluation final : public EvaluationBackend {
  public:
-  // Importance samples decoded per launch, and samples per chunk (enough to keep the host's share,
-  // one copy and a log-sum-exp per chunk, small).
-  static constexpr int kRows = 4096;
-  static constexpr int64_t kChunkSamples = 16 * kRows;
+  // Importance samples decoded per launch, at most (fewer for a model so wide that the workspace
+  // would pass kWorkspaceBytes), and samples per chunk: enough to keep the host's share, one copy
+  // and a log-sum-exp per chunk, small.
+  static constexpr int kMaxRows = 4096;
+  static constexpr int64_t kWorkspaceBytes = int64_t{1} << 30;
+  static constexpr int64_t kChunkSamples = 16 * kMaxRows;
 
   // Uploads the parameters, BatchNorm's running statistics and split's images to device 0. Throws
   // vae::Error when there is no device or the parameters do not fit the model.
@@ -35,7 +37,7 @@ class CudaEvaluation final : public EvaluationBackend {
   CudaEvaluation& operator=(const CudaEvaluation&) = delete;
 
   std::string describe() const override;
-  int max_images() const override { return kRows; }
+  int max_images() const override { return activations_.rows; }
   int64_t chunk_samples() const override { return kChunkSamples; }
   void encode(int64_t first, int images, float* posteriors) override;
   void weigh(int64_t first, int images, int K, uint64_t seed, double* reconstruction, double* log_ratio) override;
@@ -47,6 +49,8 @@ class CudaEvaluation final : public EvaluationBackend {
   ParamLayout layout_;
   ActivationLayout activations_;
   int64_t split_count_ = 0;
+  int64_t encoded_first_ = -1;  // the last encode's images, which weigh samples
+  int encoded_images_ = 0;
   std::string device_name_;
   cudaStream_t stream_ = nullptr;
   DeviceBuffer<float> params_, running_stats_, workspace_, posteriors_;

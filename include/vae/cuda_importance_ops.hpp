@@ -9,6 +9,7 @@
 
 #include "vae/cuda_ops.hpp"
 #include "vae/cuda_step_ops.hpp"
+#include "vae/error.hpp"
 #include "vae/vae_step.hpp"
 
 namespace vae::cuda {
@@ -41,10 +42,13 @@ struct ImportanceChunk {
 
 // Every sample of the chunk, in blocks of the workspace's rows: the block's z and log-ratios
 // (importance_rows), then the decoder with the loss's sums on the output layer, added to ops.totals
-// (which must be set). The loss leaves its rows' reconstruction sums at the start of its scratch,
+// (which must be set; vae::Error otherwise). The loss leaves its rows' reconstruction sums at the start of its scratch,
 // so a scratch that starts at the block's place in chunk.reconstruction puts them where they
 // belong; the block's KL and partial sums after them are overwritten by the next block's.
 inline void weigh_chunk(StepOps ops, const ImportanceChunk& chunk) {
+  // Without totals the output layer's launch has no loss epilogue, and nothing would be weighed.
+  if (ops.totals == nullptr || chunk.reconstruction == nullptr || chunk.log_ratio == nullptr)
+    throw Error("weigh_chunk: the loss totals, reconstruction and log-ratio buffers must be set");
   const int max_rows = ops.act_layout->rows, input = ops.param_layout->layers.front().in;
   const int64_t samples = static_cast<int64_t>(chunk.images) * chunk.samples_per_image;
   ops.pixels = chunk.targets;
