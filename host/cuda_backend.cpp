@@ -10,6 +10,7 @@
 
 #include "vae/cuda_check.hpp"
 #include "vae/cuda_device.hpp"
+#include "vae/evaluation.hpp"
 #include "vae/gemm_plan.hpp"
 #include "vae/noise_streams.hpp"
 #include "vae/vae_step.hpp"
@@ -305,14 +306,18 @@ void CudaBackend::restore(const TrainingState& state) {
   steps_enqueued_ = state.step;
 }
 
-double CudaBackend::evaluate(const MnistSplit& split, int epoch) {
+TrainingBackend::TestPass CudaBackend::evaluate(const MnistSplit& split, int epoch) {
   nvtx3::scoped_range range{"evaluation"};
+  const int latent = config_.model.latent;
+  const size_t posterior_floats = static_cast<size_t>(split.count) * 2 * latent;
   if (&split != test_split_) {  // the test split is uploaded once; another split when asked for
     test_pixels_ = DeviceBuffer<uint8_t>(split.pixels);
     test_split_ = &split;
   }
+  if (eval_posteriors_.size() != posterior_floats) eval_posteriors_ = DeviceBuffer<float>(posterior_floats);
   const auto count = static_cast<uint32_t>(split.count);
   const int image = split.image_size();
+  const float* head_output = workspace_.data() + activations_.out[layout_.head()];
   VAE_CUDA_CHECK(cudaMemsetAsync(eval_totals_.data(), 0, 2 * sizeof(double), compute_));
   for (uint32_t first = 0, b = 0; first < count; first += config_.batch, ++b) {
     const int rows = static_cast<int>(std::min<uint32_t>(config_.batch, count - first));
@@ -320,11 +325,23 @@ double CudaBackend::evaluate(const MnistSplit& split, int epoch) {
     cuda::set_noise_stream(eval_stream(static_cast<uint64_t>(epoch), b), noise_stream_.data(), compute_);
     ProfiledStepOps ops{step_ops(pixels, eval_totals_.data(), nullptr)};
     step::evaluate(ops, rows);
+    // Each batch's posteriors, for the active units: the next batch overwrites the workspace.
+    VAE_CUDA_CHECK(cudaMemcpyAsync(eval_posteriors_.data() + static_cast<size_t>(first) * 2 * latent, head_output,
+                                   static_cast<size_t>(rows) * 2 * latent * sizeof(float), cudaMemcpyDeviceToDevice,
+                                   compute_));
   }
   double host[2] = {0, 0};
+  std::vector<float> posteriors(posterior_floats);
   VAE_CUDA_CHECK(cudaMemcpyAsync(host, eval_totals_.data(), sizeof host, cudaMemcpyDeviceToHost, compute_));
+  VAE_CUDA_CHECK(cudaMemcpyAsync(posteriors.data(), eval_posteriors_.data(), posterior_floats * sizeof(float),
+                                 cudaMemcpyDeviceToHost, compute_));
   VAE_CUDA_CHECK(cudaStreamSynchronize(compute_));
-  return (host[0] + config_.model.beta * host[1]) / count;
+  std::vector<double> mu(static_cast<size_t>(count) * latent);
+  for (size_t i = 0; i < count; ++i)
+    std::copy_n(posteriors.begin() + static_cast<ptrdiff_t>(i) * 2 * latent, latent,
+                mu.begin() + static_cast<ptrdiff_t>(i) * latent);
+  return TestPass{(host[0] + config_.model.beta * host[1]) / count,
+                  count_active_units(column_variances(mu, count, latent))};
 }
 
 // The learning rate is an argument of the step's first launch, so the captured graphs hold the old

@@ -64,10 +64,26 @@ double log_likelihood_constant(const ModelConfig& model) {
   return -0.5 * d * std::log(std::numbers::pi * d / model.alpha);
 }
 
-int Evaluation::active_units() const {
+std::vector<double> column_variances(const std::vector<double>& values, int64_t n, int width) {
+  std::vector<double> variances(static_cast<size_t>(width), 0.0);
+  if (n <= 0) return variances;
+  for (int j = 0; j < width; ++j) {
+    double sum = 0;
+    for (int64_t i = 0; i < n; ++i) sum += values[i * width + j];
+    const double average = sum / static_cast<double>(n);
+    double squares = 0;
+    for (int64_t i = 0; i < n; ++i) squares += (values[i * width + j] - average) * (values[i * width + j] - average);
+    variances[j] = squares / static_cast<double>(n);
+  }
+  return variances;
+}
+
+int count_active_units(const std::vector<double>& mu_variance) {
   return static_cast<int>(std::count_if(mu_variance.begin(), mu_variance.end(),
                                         [](double v) { return v > kActiveUnitThreshold; }));
 }
+
+int Evaluation::active_units() const { return count_active_units(mu_variance); }
 double Evaluation::mean_reconstruction() const { return mean(reconstruction); }
 double Evaluation::mean_kl() const { return mean(kl); }
 double Evaluation::mean_elbo() const { return log_likelihood_constant - mean_reconstruction() - mean_kl(); }
@@ -179,17 +195,9 @@ Evaluation evaluate_model(const ModelConfig& model, EvaluationBackend& backend, 
     if (progress) progress(first + images, split.count);
   }
 
-  ev.mu_variance.assign(latent, 0.0);
   const double n = static_cast<double>(std::max<int64_t>(split.count, 1));
-  for (int j = 0; j < latent; ++j) {
-    ev.kl_per_dim[j] /= n;
-    double sum = 0;
-    for (int64_t i = 0; i < split.count; ++i) sum += mu_all[i * latent + j];
-    const double average = sum / n;
-    double squares = 0;
-    for (int64_t i = 0; i < split.count; ++i) squares += (mu_all[i * latent + j] - average) * (mu_all[i * latent + j] - average);
-    ev.mu_variance[j] = squares / n;
-  }
+  for (double& kl : ev.kl_per_dim) kl /= n;
+  ev.mu_variance = column_variances(mu_all, split.count, latent);
   return ev;
 }
 

@@ -6,6 +6,7 @@
 
 #include "parallel.hpp"
 #include "vae/error.hpp"
+#include "vae/evaluation.hpp"
 #include "vae/noise_streams.hpp"
 
 namespace vae {
@@ -78,10 +79,12 @@ void ReferenceBackend::train_step_resident(uint32_t first, int rows) {
   train_step(resident_batch_.data(), rows);
 }
 
-double ReferenceBackend::evaluate(const MnistSplit& split, int epoch) {
+TrainingBackend::TestPass ReferenceBackend::evaluate(const MnistSplit& split, int epoch) {
   const auto count = static_cast<uint32_t>(split.count);
   const size_t image = static_cast<size_t>(split.image_size());
+  const int latent = config_.model.latent;
   double total = 0;
+  std::vector<double> mu(static_cast<size_t>(count) * latent);
   for (uint32_t first = 0, b = 0; first < count; first += config_.batch, ++b) {
     const int rows = static_cast<int>(std::min<uint32_t>(config_.batch, count - first));
     load_pixels(split.pixels.data() + first * image, rows);
@@ -89,8 +92,11 @@ double ReferenceBackend::evaluate(const MnistSplit& split, int epoch) {
         model_.run(rows, batch_.data(), config_.seed, eval_stream(epoch, b), params_.data(), nullptr,
                    running_stats_.data());
     total += loss.reconstruction + config_.model.beta * loss.kl;
+    for (int r = 0; r < rows; ++r)
+      std::copy_n(model_.mu_logvar() + static_cast<size_t>(r) * 2 * latent, latent,
+                  mu.begin() + static_cast<ptrdiff_t>(first + r) * latent);
   }
-  return total / count;
+  return TestPass{total / count, count_active_units(column_variances(mu, count, latent))};
 }
 
 TrainingState ReferenceBackend::state() {

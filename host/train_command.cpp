@@ -228,8 +228,9 @@ int run_train(const TrainConfig& flags, const std::vector<std::string>& explicit
       return 0;
     }
     const std::string lr = run.lr_schedule == LrSchedule::kConstant ? "" : fmt::format("  lr {:.3g}", s.lr);
-    fmt::print("{}  train {:8.3f}  test {:8.3f}  recon {:8.3f}  kl {:7.3f}  {:9.0f} img/s  {:6.2f} s{}\n", label,
-               s.train_loss, s.test_loss, s.train_reconstruction, s.train_kl, s.images_per_second, s.seconds, lr);
+    fmt::print("{}  train {:8.3f}  test {:8.3f}  recon {:8.3f}  kl {:7.3f}  active {:>2}/{}  {:9.0f} img/s  {:6.2f} s{}\n",
+               label, s.train_loss, s.test_loss, s.train_reconstruction, s.train_kl, s.active_units, run.model.latent,
+               s.images_per_second, s.seconds, lr);
     std::fflush(stdout);
     metrics.add(s);
     const TrainingState state = trainer.backend().state();

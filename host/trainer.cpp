@@ -150,7 +150,9 @@ EpochStats Trainer::train_epoch(const std::function<void(int, int, double)>& on_
     return stats;
   }
   epoch_finished_ = true;
-  stats.test_loss = backend_->evaluate(test_, epoch_);
+  const TrainingBackend::TestPass test = backend_->evaluate(test_, epoch_);
+  stats.test_loss = test.loss;
+  stats.active_units = test.active_units;
   if (plateau_) {  // ReduceLROnPlateau on the validation loss, as the seed's training does
     lr_ = plateau_->step(stats.test_loss);
     backend_->set_learning_rate(lr_);

@@ -21,6 +21,7 @@
 #include "vae/evaluation.hpp"
 #include "vae/images.hpp"
 #include "vae/layout.hpp"
+#include "vae/reference_backend.hpp"
 #include "vae/reference_model.hpp"
 
 namespace vae {
@@ -214,6 +215,17 @@ TEST(Evaluation, ActiveUnitsAndKlPerDimensionOfHandMadePosteriors) {
   EXPECT_GT(ev.mu_variance[0], 0.1);
   EXPECT_GT(ev.mu_variance[2], 0.1);
   EXPECT_EQ(ev.active_units(), 2);
+
+  // The training log's test pass counts the same two, gathering the means batch by batch (a row it
+  // missed would leave a zero among the fixed dimensions' nonzero means and count them too).
+  TrainConfig config;
+  config.model = model;
+  config.batch = 16;  // 3 batches and a partial one
+  ReferenceBackend backend(config);
+  TrainingState state = backend.state();
+  state.params = params;
+  backend.restore(state);
+  EXPECT_EQ(backend.evaluate(split, 1).active_units, 2);
 }
 
 TEST(Evaluation, RefusesImagesOfAnotherSizeAndKOutOfRange) {

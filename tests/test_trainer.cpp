@@ -135,7 +135,7 @@ class DeviceLikeBackend : public TrainingBackend {
     if (polls_left_-- > 0) return std::nullopt;
     return inner_.take_snapshot();
   }
-  double evaluate(const MnistSplit& split, int epoch) override { return inner_.evaluate(split, epoch); }
+  TestPass evaluate(const MnistSplit& split, int epoch) override { return inner_.evaluate(split, epoch); }
   void set_learning_rate(double lr) override { inner_.set_learning_rate(lr); }
   std::vector<float> parameters() override { return inner_.parameters(); }
   long long step() const override { return inner_.step(); }

@@ -39,7 +39,7 @@ class CudaBackend : public TrainingBackend {
   long long first_nonfinite_step() override;
   void request_snapshot() override;
   std::optional<Snapshot> take_snapshot() override;
-  double evaluate(const MnistSplit& split, int epoch) override;
+  TestPass evaluate(const MnistSplit& split, int epoch) override;
   void set_learning_rate(double lr) override;
   std::vector<float> parameters() override;
   long long step() const override { return steps_enqueued_; }
@@ -78,6 +78,7 @@ class CudaBackend : public TrainingBackend {
   DeviceBuffer<uint64_t> noise_stream_;
   DeviceBuffer<uint8_t> device_batches_;  // kDeviceSlots streamed batches, then one resident-gather batch
   DeviceBuffer<uint8_t> test_pixels_, resident_pixels_;
+  DeviceBuffer<float> eval_posteriors_;  // mu ‖ logvar of the evaluated split, for its active units
   DeviceBuffer<uint32_t> epoch_order_, cursor_;
   const MnistSplit* test_split_ = nullptr;
   uint8_t* pinned_ = nullptr;

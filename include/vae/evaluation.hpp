@@ -24,6 +24,12 @@ inline constexpr double kActiveUnitThreshold = 0.01;
 // plain statement of what importance_sample (importance_sample.hpp) draws, for tests and dumps.
 float importance_eps(uint64_t seed, int64_t image, int64_t sample, int dim, int latent);
 
+// The variance over n rows of each of the `width` columns of values [n, width] (divided by n, as
+// Burda et al.'s active-unit criterion takes it), in double; zeros when n is 0.
+std::vector<double> column_variances(const std::vector<double>& values, int64_t n, int width);
+// How many of the variances of the posterior means exceed kActiveUnitThreshold.
+int count_active_units(const std::vector<double>& mu_variance);
+
 // log p(x | z) = log_likelihood_constant(model) - reconstruction, where reconstruction is the
 // training loss's term: the BCE of the logits against x/255 summed over pixels (Bernoulli; no
 // constant, as PyTorch's example defines it on grey values), or alpha times the mean over the D pixels

@@ -29,7 +29,7 @@ class ReferenceBackend : public TrainingBackend {
   long long first_nonfinite_step() override { return first_nonfinite_step_; }
   void request_snapshot() override;
   std::optional<Snapshot> take_snapshot() override { return std::exchange(snapshot_, std::nullopt); }
-  double evaluate(const MnistSplit& split, int epoch) override;
+  TestPass evaluate(const MnistSplit& split, int epoch) override;
   void set_learning_rate(double lr) override { config_.adam.lr = lr; }
   std::vector<float> parameters() override { return params_; }
   long long step() const override { return step_; }

@@ -28,6 +28,7 @@ struct EpochStats {
   double train_reconstruction = 0;   // per image
   double train_kl = 0;    // per image
   double test_loss = 0;   // per image, z sampled as in training
+  int active_units = 0;   // of the test pass (TrainingBackend::TestPass)
   double lr = 0;          // Adam's learning rate during the epoch
   double images_per_second = 0;
   double seconds = 0;        // wall time of the epoch's training, device work included, evaluation excluded

@@ -55,8 +55,14 @@ class TrainingBackend {
   virtual void request_snapshot() = 0;
   virtual std::optional<Snapshot> take_snapshot() = 0;
 
-  // Mean loss per image (reconstruction + beta * KL) over the split, ε keyed by the epoch.
-  virtual double evaluate(const MnistSplit& split, int epoch) = 0;
+  // The evaluation pass over a split: the mean loss per image (reconstruction + beta * KL), ε keyed
+  // by the epoch, and from the same pass the active units (count_active_units of evaluation.hpp:
+  // latent dimensions whose posterior mean varies over the split by more than 0.01).
+  struct TestPass {
+    double loss = 0;
+    int active_units = 0;
+  };
+  virtual TestPass evaluate(const MnistSplit& split, int epoch) = 0;
 
   // Adam's learning rate from the next step on (a schedule's doing, between epochs).
   virtual void set_learning_rate(double lr) = 0;

@@ -245,7 +245,7 @@ void follow_reference(const FollowCase& c) {
     // Evaluation normalises by the running statistics: two full batches and a partial one.
     const int count = 2 * batch + 13;
     const MnistSplit split = disc_split(count, 3);
-    const double expected = reference.evaluate(split, 2);
+    const double expected = reference.evaluate(split, 2).loss;
     EXPECT_NEAR(emulated.evaluate(split.pixels, count, batch, 2), expected, c.loss_tolerance * std::fabs(expected))
         << c.name << ": evaluation";
   }
@@ -362,7 +362,7 @@ TEST(EmulatedStep, EvaluationMatchesTheReference) {
   const MnistSplit split = disc_split(count, 3);
   EmulatedTraining emulated(config, config.batch);
   ReferenceBackend reference(config);
-  const double expected = reference.evaluate(split, 4);
+  const double expected = reference.evaluate(split, 4).loss;
   EXPECT_NEAR(emulated.evaluate(split.pixels, count, config.batch, 4), expected, 1e-4 * expected);
 }
 
