@@ -109,7 +109,8 @@ int64_t ReferenceEvaluation::chunk_samples() const { return kChunkSamples; }
 void ReferenceEvaluation::encode(int64_t first, int images, float* posteriors) {
   const int input = model_.input, latent = model_.latent;
   if (first < 0 || images < 1 || images > kDecodeRows || first + images > split_.count || split_.image_size() != input)
-    throw Error(fmt::format("evaluation: cannot encode images {}..{} of this split", first, first + images - 1));
+    throw Error(fmt::format("evaluation: cannot encode {} images from image {} of a split of {} ({} at once)", images,
+                            first, split_.count, kDecodeRows));
   // The images as the model reads them, which are also the loss's targets.
   targets_.resize(static_cast<size_t>(images) * input);
   const uint8_t* pixels = split_.pixels.data() + static_cast<size_t>(first) * input;
@@ -118,10 +119,15 @@ void ReferenceEvaluation::encode(int64_t first, int images, float* posteriors) {
   vae_.encode(images, targets_.data(), params_.data(), running_stats_.empty() ? nullptr : running_stats_.data());
   posteriors_.assign(vae_.mu_logvar(), vae_.mu_logvar() + static_cast<size_t>(images) * 2 * latent);
   std::copy(posteriors_.begin(), posteriors_.end(), posteriors);
+  encoded_first_ = first;
+  encoded_images_ = images;
 }
 
 void ReferenceEvaluation::weigh(int64_t first, int images, int K, uint64_t seed, double* reconstruction,
                                 double* log_ratio) {
+  if (first != encoded_first_ || images != encoded_images_ || K < 1)
+    throw Error(fmt::format("evaluation: weigh({}, {}, K = {}) does not follow an encode of those images", first,
+                            images, K));
   const int latent = model_.latent, input = model_.input;
   const float* running = running_stats_.empty() ? nullptr : running_stats_.data();
   const auto draw = [](uint64_t s, uint64_t subsequence, uint64_t group) { return philox_normal4(s, subsequence, group); };

@@ -238,6 +238,16 @@ TEST(Evaluation, RefusesImagesOfAnotherSizeAndKOutOfRange) {
   small.rows = small.cols = 14;
   small.pixels.resize(2 * 196);
   EXPECT_THROW(evaluate_model(model, params, {}, small, 1, 1), Error);
+  // The backend's own calls: images outside the split, and samples of images not encoded last.
+  ReferenceEvaluation backend(model, params, {}, split);
+  std::vector<float> posteriors(static_cast<size_t>(2) * 2 * model.latent);
+  std::vector<double> reconstruction(4), log_ratio(4);
+  EXPECT_THROW(backend.weigh(0, 2, 2, 1, reconstruction.data(), log_ratio.data()), Error);
+  EXPECT_THROW(backend.encode(1, 2, posteriors.data()), Error);
+  backend.encode(0, 2, posteriors.data());
+  EXPECT_THROW(backend.weigh(0, 1, 2, 1, reconstruction.data(), log_ratio.data()), Error);
+  EXPECT_NO_THROW(backend.weigh(0, 2, 2, 1, reconstruction.data(), log_ratio.data()));
+  EXPECT_THROW(ReferenceEvaluation(model, std::vector<float>(params.begin(), params.end() - 1), {}, split), Error);
 }
 
 // --- the command ---

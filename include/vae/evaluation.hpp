@@ -71,12 +71,13 @@ class EvaluationBackend {
   virtual int max_images() const = 0;
   // The importance samples one weigh call is sized for; a chunk of one image has K, whatever this is.
   virtual int64_t chunk_samples() const = 0;
-  // mu ‖ logvar [images, 2 latent] of the split's images first .. first + images - 1, into posteriors.
+  // mu ‖ logvar [images, 2 latent] of the split's images first .. first + images - 1, into posteriors;
+  // vae::Error for images outside the split or more than max_images.
   virtual void encode(int64_t first, int images, float* posteriors) = 0;
   // For the images of the last encode (the same first and images), sample f = c K + k of image c for
   // f in [0, images K): z_f drawn as importance_sample draws it for (seed, first + c, k); then
   // reconstruction[f], the training loss's reconstruction term of image c decoded from z_f, and
-  // log_ratio[f] = log p(z_f) - log q(z_f | x).
+  // log_ratio[f] = log p(z_f) - log q(z_f | x). vae::Error when it does not follow such an encode.
   virtual void weigh(int64_t first, int images, int K, uint64_t seed, double* reconstruction, double* log_ratio) = 0;
 };
 
@@ -98,6 +99,8 @@ class ReferenceEvaluation final : public EvaluationBackend {
   const MnistSplit& split_;
   ReferenceVae<float> vae_;
   std::vector<float> posteriors_, targets_;  // the last encode's, targets as the loss takes them
+  int64_t encoded_first_ = -1;
+  int encoded_images_ = 0;
 };
 
 // Evaluates the model on every image of split with K importance samples (1 <= K <=
