@@ -219,6 +219,11 @@ CommandLine parse_command_line(int argc, const char* const* argv) {
                                          : Command::kTrain;
     // A flag of another command than the one asked for would be ignored without a word; the
     // commands that read a checkpoint take the model from it and do not train.
+    // An empty path would silently mean "none" (--json) or the current folder (--out).
+    for (const char* flag :
+         {"--train", "--sample", "--interpolate", "--latent-map", "--evaluate", "--data-dir", "--resume", "--json", "--out"})
+      if (app.count(flag) > 0 && app.get_option(flag)->as<std::string>().empty())
+        throw UsageError(fmt::format("{}: the path is empty", flag));
     const auto require = [&](Command command, const char* name, std::initializer_list<const char*> flags,
                              bool leave_config_values = false) {
       if (result.command != command) refuse_flags_of(app, *config_file, flags, name, leave_config_values);

@@ -15,7 +15,16 @@ CudaDevices query_cuda_devices() {
   const cudaError_t status = cudaGetDeviceCount(&devices.count);
   if (status != cudaSuccess || devices.count == 0) {
     devices.count = 0;
-    devices.why_none = status != cudaSuccess ? cudaGetErrorString(status) : "no CUDA device";
+    if (status == cudaErrorInsufficientDriver) {
+      // The runtime's words, "driver version is insufficient", also cover no driver at all, as on a
+      // machine without a GPU; say both.
+      int runtime = 0;
+      cudaRuntimeGetVersion(&runtime);
+      devices.why_none = fmt::format("no NVIDIA driver, or one older than this CUDA {}.{} runtime", runtime / 1000,
+                                     runtime % 1000 / 10);
+    } else {
+      devices.why_none = status != cudaSuccess ? cudaGetErrorString(status) : "no CUDA device";
+    }
     return devices;
   }
   cudaDeviceProp props{};

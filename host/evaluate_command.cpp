@@ -59,8 +59,9 @@ json to_json(const EvaluateOptions& options, const ModelConfig& model, const Eva
 }
 
 void print_summary(const EvaluateOptions& options, const ModelConfig& model, const Evaluation& ev, double seconds) {
-  fmt::print("{} on {} {} images, {} importance samples each (seed {}), {:.1f} s\n", options.checkpoint, ev.images,
-             options.train_split ? "training" : "test", ev.importance_samples, options.seed, seconds);
+  fmt::print("{} on {} {} images, {} importance sample{} each (seed {}), {:.1f} s\n", options.checkpoint, ev.images,
+             options.train_split ? "training" : "test", ev.importance_samples, ev.importance_samples == 1 ? "" : "s",
+             options.seed, seconds);
   fmt::print("  loss      {:10.3f}  reconstruction + beta KL per image, as training prints it\n",
              ev.mean_reconstruction() + model.beta * ev.mean_kl());
   fmt::print("  ELBO      {:10.3f}  nats: -reconstruction {:.3f} - KL {:.3f}{}\n", ev.mean_elbo(), ev.mean_reconstruction(),

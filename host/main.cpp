@@ -74,7 +74,7 @@ int main(int argc, char** argv) {
     return run_command(command);
   } catch (const vae::UsageError& e) {
     std::fflush(stdout);  // keep the report lines before the error in a captured log
-    fmt::print(stderr, "vae_cuda: {}\n", e.what());
+    fmt::print(stderr, "vae_cuda: {} (see --help)\n", e.what());
     return 2;
   } catch (const std::exception& e) {
     std::fflush(stdout);

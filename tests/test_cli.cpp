@@ -82,6 +82,10 @@ TEST(Cli, BadFlagsAndValuesExitTwoWithOneLine) {
       "--interpolate c --data-dir d --pair 1,2,3", // three indices
       "--sample c --pair 1,2",              // --pair without --interpolate
       "--train d --checkpoint-every -1",    // negative interval
+      "--train ''",                         // empty paths
+      "--sample c --out ''",
+      "--evaluate c --data-dir d --json ''",
+      "--evaluate c --data-dir ''",
   };
   for (const char* args : bad) {
     const auto r = cli(args);

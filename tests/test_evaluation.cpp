@@ -296,14 +296,14 @@ TEST_F(EvaluateCommand, PrintsTheSummaryWritesEveryFigureAndTheTraversal) {
   const auto r = evaluate("--data-dir '" + data + "' --importance-samples 7 --seed 3 --device cpu --json '" + json_file +
                           "' --out '" + png + "'");
   ASSERT_EQ(r.exit_code, 0) << r.output;
-  for (const char* line : {"device: CPU reference\n", "ELBO", "IWAE", "K = 7", "active units", "KL per dimension"})
+  for (const char* line : {"device: CPU reference backend\n", "ELBO", "IWAE", "K = 7", "active units", "KL per dimension"})
     EXPECT_NE(r.output.find(line), std::string::npos) << line << "\n" << r.output;
   std::ifstream in(json_file);
   const json report = json::parse(in);
   EXPECT_EQ(report["images"], 40);
   EXPECT_EQ(report["importance_samples"], 7);
   EXPECT_EQ(report["split"], "test");
-  EXPECT_EQ(report["device"], "CPU reference");
+  EXPECT_EQ(report["device"], "CPU reference backend");
   EXPECT_EQ(report["per_image"]["iwae"].size(), 40u);
   EXPECT_EQ(report["per_dimension"]["kl"].size(), 4u);
   // The command's figures are the library's on the same checkpoint, images, K and seed.
@@ -330,7 +330,7 @@ TEST_F(EvaluateCommand, WithoutAGpuAutoSaysSoAndCudaIsAnError) {
                             (dir_.path() / "d.png").string() + "'";
   const auto r = evaluate(flags);
   ASSERT_EQ(r.exit_code, 0) << r.output;
-  EXPECT_NE(r.output.find("device: CPU reference (no CUDA device: "), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("device: CPU reference backend (no CUDA device: "), std::string::npos) << r.output;
   testing_support::expect_one_line_error(evaluate(flags + " --device cuda"), 1, "--device cuda: no CUDA device available",
                                          "--device cuda");
 }

@@ -86,7 +86,7 @@ class ReferenceEvaluation final : public EvaluationBackend {
  public:
   ReferenceEvaluation(const ModelConfig& model, const std::vector<float>& params,
                       const std::vector<float>& running_stats, const MnistSplit& split);
-  std::string describe() const override { return "CPU reference"; }
+  std::string describe() const override { return "CPU reference backend"; }
   int max_images() const override;
   int64_t chunk_samples() const override;
   void encode(int64_t first, int images, float* posteriors) override;
