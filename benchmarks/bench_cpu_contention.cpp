@@ -17,6 +17,7 @@
 #include <memory>
 #include <string>
 
+#include "epoch_timing.hpp"
 #include "vae/error.hpp"
 #include "vae/idx.hpp"
 #include "vae/omp_wait_policy.hpp"
@@ -24,15 +25,6 @@
 #include "vae/trainer.hpp"
 
 namespace {
-
-// The first `count` images of a split (all of them when it has fewer).
-vae::MnistSplit first_images(const vae::MnistSplit& split, int64_t count) {
-  vae::MnistSplit part = split;
-  part.count = std::min(count, split.count);
-  part.pixels.resize(static_cast<size_t>(part.count) * part.image_size());
-  part.labels.resize(static_cast<size_t>(part.count));
-  return part;
-}
 
 // Training images per second, the best of `epochs` epochs of a fresh trainer.
 double training_throughput(const vae::MnistSplit& train, const vae::MnistSplit& test, int epochs) {
@@ -79,7 +71,8 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
   try {
     const vae::MnistData data = vae::load_mnist_dir(data_dir);
-    const vae::MnistSplit train = first_images(data.train, images), test = first_images(data.test, 1000);
+    const vae::MnistSplit train = vae::bench::first_images(data.train, images),
+                         test = vae::bench::first_images(data.test, 1000);
     const char* policy = std::getenv("OMP_WAIT_POLICY");
     fmt::print("{} threads, OMP_WAIT_POLICY={}, {} images per epoch\n", omp_get_max_threads(),
                policy != nullptr ? policy : "(unset)", train.count);

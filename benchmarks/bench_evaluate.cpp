@@ -11,7 +11,6 @@
 
 #include <chrono>
 #include <fstream>
-#include <functional>
 #include <string>
 #include <vector>
 
@@ -32,15 +31,6 @@ struct Rate {
   double samples_per_second = 0;
   double mean_iwae = 0;  // of the timed images, so that both backends' can be compared
 };
-
-// The first `count` images of split (all when it has fewer).
-vae::MnistSplit first_images(const vae::MnistSplit& split, int64_t count) {
-  vae::MnistSplit part = split;
-  part.count = std::min(count, split.count);
-  part.pixels.resize(static_cast<size_t>(part.count) * split.image_size());
-  part.labels.resize(static_cast<size_t>(part.count));
-  return part;
-}
 
 Rate time_backend(const std::string& name, vae::EvaluationBackend& backend, const vae::ModelConfig& model,
                   const vae::MnistSplit& split, int K, int repeats) {
@@ -79,12 +69,12 @@ int main(int argc, char** argv) {
     const std::vector<float> running;
 
     std::vector<Rate> rates;
-    const vae::MnistSplit cpu_split = first_images(data.test, cpu_images);
+    const vae::MnistSplit cpu_split = vae::bench::first_images(data.test, cpu_images);
     vae::ReferenceEvaluation cpu(model, params, running, cpu_split);
-    rates.push_back(time_backend("CPU reference", cpu, model, cpu_split, K, repeats));
+    rates.push_back(time_backend(cpu.describe(), cpu, model, cpu_split, K, repeats));
     const vae::CudaDevices devices = vae::query_cuda_devices();
     if (devices.count > 0) {
-      const vae::MnistSplit gpu_split = first_images(data.test, gpu_images);
+      const vae::MnistSplit gpu_split = vae::bench::first_images(data.test, gpu_images);
       vae::CudaEvaluation gpu(model, params, running, gpu_split);
       rates.push_back(time_backend(gpu.describe(), gpu, model, gpu_split, K, repeats));
     } else {

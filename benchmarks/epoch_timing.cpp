@@ -27,6 +27,14 @@ MnistData load_or_synthesise(const std::string& dir) {
   return data;
 }
 
+MnistSplit first_images(const MnistSplit& split, int64_t count) {
+  MnistSplit part = split;
+  part.count = std::min(count, split.count);
+  part.pixels.resize(static_cast<size_t>(part.count) * part.image_size());
+  part.labels.resize(static_cast<size_t>(part.count));
+  return part;
+}
+
 EpochTiming time_gpu_epochs(const TrainConfig& config, const MnistData& data, int epochs) {
   Trainer trainer(config, data.train, data.test, std::make_unique<CudaBackend>(config, data.train, data.test));
   trainer.train_epoch();

@@ -15,7 +15,7 @@ namespace vae {
 
 CudaEvaluation::CudaEvaluation(const ModelConfig& model, const std::vector<float>& params,
                                const std::vector<float>& running_stats, const MnistSplit& split)
-    : model_(model), layout_(make_layout(model)), split_count_(split.count) {
+    : EvaluationBackend(split.count), model_(model), layout_(make_layout(model)) {
   if (static_cast<int64_t>(params.size()) != layout_.total ||
       static_cast<int64_t>(running_stats.size()) != layout_.running_total)
     throw Error(fmt::format("evaluation: {} parameters and {} running statistics given, the model has {} and {}",
@@ -75,10 +75,7 @@ cuda::StepOps CudaEvaluation::step_ops() {
                        .stream = stream_};
 }
 
-void CudaEvaluation::encode(int64_t first, int images, float* posteriors) {
-  if (first < 0 || images < 1 || images > activations_.rows || first + images > split_count_)
-    throw Error(fmt::format("evaluation: cannot encode {} images from image {} of a split of {} ({} at once)", images,
-                            first, split_count_, activations_.rows));
+void CudaEvaluation::encode_images(int64_t first, int images, float* posteriors) {
   const cuda::StepOps ops = step_ops();
   cuda::encode_chunk(ops, pixels_.data() + first * model_.input, images);
   // Kept on the device for weigh (the samples' rows overwrite the head's output) and copied back.
@@ -86,15 +83,10 @@ void CudaEvaluation::encode(int64_t first, int images, float* posteriors) {
   VAE_CUDA_CHECK(cudaMemcpyAsync(posteriors_.data(), cuda::head_output(ops), bytes, cudaMemcpyDeviceToDevice, stream_));
   VAE_CUDA_CHECK(cudaMemcpyAsync(posteriors, posteriors_.data(), bytes, cudaMemcpyDeviceToHost, stream_));
   VAE_CUDA_CHECK(cudaStreamSynchronize(stream_));
-  encoded_first_ = first;
-  encoded_images_ = images;
 }
 
-void CudaEvaluation::weigh(int64_t first, int images, int K, uint64_t seed, double* reconstruction,
-                           double* log_ratio) {
-  if (first != encoded_first_ || images != encoded_images_ || K < 1)
-    throw Error(fmt::format("evaluation: weigh({}, {}, K = {}) does not follow an encode of those images", first,
-                            images, K));
+void CudaEvaluation::weigh_samples(int64_t first, int images, int K, uint64_t seed, double* reconstruction,
+                                   double* log_ratio) {
   const int64_t samples = static_cast<int64_t>(images) * K;
   const size_t scratch = static_cast<size_t>(samples + cuda::loss_scratch_doubles(activations_.rows, model_.input));
   if (reconstruction_.size() < scratch) {  // grows for a chunk of more samples than any before

@@ -96,21 +96,43 @@ int64_t Evaluation::first_non_finite() const {
 
 ReferenceEvaluation::ReferenceEvaluation(const ModelConfig& model, const std::vector<float>& params,
                                          const std::vector<float>& running_stats, const MnistSplit& split)
-    : model_(model), params_(params), running_stats_(running_stats), split_(split), vae_(model, kDecodeRows) {
+    : EvaluationBackend(split.count),
+      model_(model),
+      params_(params),
+      running_stats_(running_stats),
+      split_(split),
+      vae_(model, kDecodeRows) {
   if (static_cast<int64_t>(params.size()) != vae_.layout().total ||
       static_cast<int64_t>(running_stats.size()) != vae_.layout().running_total)
     throw Error(fmt::format("evaluation: {} parameters and {} running statistics given, the model has {} and {}",
                             params.size(), running_stats.size(), vae_.layout().total, vae_.layout().running_total));
+  if (split.image_size() != model.input)
+    throw Error(fmt::format("evaluation: the images have {} pixels, the model takes {}", split.image_size(), model.input));
+}
+
+void EvaluationBackend::encode(int64_t first, int images, float* posteriors) {
+  if (first < 0 || images < 1 || images > max_images() || first + images > split_images_)
+    throw Error(fmt::format("evaluation: cannot encode {} images from image {} of a split of {} ({} at once)", images,
+                            first, split_images_, max_images()));
+  encoded_first_ = -1;  // until the encode has succeeded
+  encode_images(first, images, posteriors);
+  encoded_first_ = first;
+  encoded_images_ = images;
+}
+
+void EvaluationBackend::weigh(int64_t first, int images, int K, uint64_t seed, double* reconstruction,
+                              double* log_ratio) {
+  if (first != encoded_first_ || images != encoded_images_ || K < 1)
+    throw Error(fmt::format("evaluation: weigh({}, {}, K = {}) does not follow an encode of those images", first,
+                            images, K));
+  weigh_samples(first, images, K, seed, reconstruction, log_ratio);
 }
 
 int ReferenceEvaluation::max_images() const { return kDecodeRows; }
 int64_t ReferenceEvaluation::chunk_samples() const { return kChunkSamples; }
 
-void ReferenceEvaluation::encode(int64_t first, int images, float* posteriors) {
+void ReferenceEvaluation::encode_images(int64_t first, int images, float* posteriors) {
   const int input = model_.input, latent = model_.latent;
-  if (first < 0 || images < 1 || images > kDecodeRows || first + images > split_.count || split_.image_size() != input)
-    throw Error(fmt::format("evaluation: cannot encode {} images from image {} of a split of {} ({} at once)", images,
-                            first, split_.count, kDecodeRows));
   // The images as the model reads them, which are also the loss's targets.
   targets_.resize(static_cast<size_t>(images) * input);
   const uint8_t* pixels = split_.pixels.data() + static_cast<size_t>(first) * input;
@@ -119,15 +141,10 @@ void ReferenceEvaluation::encode(int64_t first, int images, float* posteriors) {
   vae_.encode(images, targets_.data(), params_.data(), running_stats_.empty() ? nullptr : running_stats_.data());
   posteriors_.assign(vae_.mu_logvar(), vae_.mu_logvar() + static_cast<size_t>(images) * 2 * latent);
   std::copy(posteriors_.begin(), posteriors_.end(), posteriors);
-  encoded_first_ = first;
-  encoded_images_ = images;
 }
 
-void ReferenceEvaluation::weigh(int64_t first, int images, int K, uint64_t seed, double* reconstruction,
-                                double* log_ratio) {
-  if (first != encoded_first_ || images != encoded_images_ || K < 1)
-    throw Error(fmt::format("evaluation: weigh({}, {}, K = {}) does not follow an encode of those images", first,
-                            images, K));
+void ReferenceEvaluation::weigh_samples(int64_t first, int images, int K, uint64_t seed, double* reconstruction,
+                                        double* log_ratio) {
   const int latent = model_.latent, input = model_.input;
   const float* running = running_stats_.empty() ? nullptr : running_stats_.data();
   const auto draw = [](uint64_t s, uint64_t subsequence, uint64_t group) { return philox_normal4(s, subsequence, group); };

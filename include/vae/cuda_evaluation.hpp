@@ -39,18 +39,16 @@ class CudaEvaluation final : public EvaluationBackend {
   std::string describe() const override;
   int max_images() const override { return activations_.rows; }
   int64_t chunk_samples() const override { return kChunkSamples; }
-  void encode(int64_t first, int images, float* posteriors) override;
-  void weigh(int64_t first, int images, int K, uint64_t seed, double* reconstruction, double* log_ratio) override;
 
  private:
+  void encode_images(int64_t first, int images, float* posteriors) override;
+  void weigh_samples(int64_t first, int images, int K, uint64_t seed, double* reconstruction,
+                     double* log_ratio) override;
   cuda::StepOps step_ops();
 
   ModelConfig model_;
   ParamLayout layout_;
   ActivationLayout activations_;
-  int64_t split_count_ = 0;
-  int64_t encoded_first_ = -1;  // the last encode's images, which weigh samples
-  int encoded_images_ = 0;
   std::string device_name_;
   cudaStream_t stream_ = nullptr;
   DeviceBuffer<float> params_, running_stats_, workspace_, posteriors_;

@@ -73,12 +73,24 @@ class EvaluationBackend {
   virtual int64_t chunk_samples() const = 0;
   // mu ‖ logvar [images, 2 latent] of the split's images first .. first + images - 1, into posteriors;
   // vae::Error for images outside the split or more than max_images.
-  virtual void encode(int64_t first, int images, float* posteriors) = 0;
+  void encode(int64_t first, int images, float* posteriors);
   // For the images of the last encode (the same first and images), sample f = c K + k of image c for
   // f in [0, images K): z_f drawn as importance_sample draws it for (seed, first + c, k); then
   // reconstruction[f], the training loss's reconstruction term of image c decoded from z_f, and
   // log_ratio[f] = log p(z_f) - log q(z_f | x). vae::Error when it does not follow such an encode.
-  virtual void weigh(int64_t first, int images, int K, uint64_t seed, double* reconstruction, double* log_ratio) = 0;
+  void weigh(int64_t first, int images, int K, uint64_t seed, double* reconstruction, double* log_ratio);
+
+ protected:
+  explicit EvaluationBackend(int64_t split_images) : split_images_(split_images) {}
+  // What encode and weigh do once their arguments are checked.
+  virtual void encode_images(int64_t first, int images, float* posteriors) = 0;
+  virtual void weigh_samples(int64_t first, int images, int K, uint64_t seed, double* reconstruction,
+                             double* log_ratio) = 0;
+
+ private:
+  int64_t split_images_;
+  int64_t encoded_first_ = -1;  // the last encode's images, which weigh samples
+  int encoded_images_ = 0;
 };
 
 // The backend on the CPU reference model; it keeps references to params, running_stats and split.
@@ -89,18 +101,18 @@ class ReferenceEvaluation final : public EvaluationBackend {
   std::string describe() const override { return "CPU reference backend"; }
   int max_images() const override;
   int64_t chunk_samples() const override;
-  void encode(int64_t first, int images, float* posteriors) override;
-  void weigh(int64_t first, int images, int K, uint64_t seed, double* reconstruction, double* log_ratio) override;
 
  private:
+  void encode_images(int64_t first, int images, float* posteriors) override;
+  void weigh_samples(int64_t first, int images, int K, uint64_t seed, double* reconstruction,
+                     double* log_ratio) override;
+
   ModelConfig model_;
   const std::vector<float>& params_;
   const std::vector<float>& running_stats_;
   const MnistSplit& split_;
   ReferenceVae<float> vae_;
   std::vector<float> posteriors_, targets_;  // the last encode's, targets as the loss takes them
-  int64_t encoded_first_ = -1;
-  int encoded_images_ = 0;
 };
 
 // Evaluates the model on every image of split with K importance samples (1 <= K <=

@@ -53,7 +53,8 @@ class EmulatedEvaluation final : public EvaluationBackend {
  public:
   EmulatedEvaluation(const ModelConfig& model, std::vector<float> params, std::vector<float> running_stats,
                      const MnistSplit& split, int rows, int64_t chunk_samples)
-      : model_(model),
+      : EvaluationBackend(split.count),
+        model_(model),
         layout_(make_layout(model)),
         activations_(make_activation_layout(layout_, rows)),
         split_(split),
@@ -84,13 +85,14 @@ class EmulatedEvaluation final : public EvaluationBackend {
   int max_images() const override { return activations_.rows; }
   int64_t chunk_samples() const override { return chunk_samples_; }
 
-  void encode(int64_t first, int images, float* posteriors) override {
+  void encode_images(int64_t first, int images, float* posteriors) override {
     cuda::encode_chunk(ops_, split_.pixels.data() + first * model_.input, images);
     std::copy_n(cuda::head_output(ops_), static_cast<size_t>(images) * 2 * model_.latent, posteriors_.begin());
     std::copy_n(posteriors_.begin(), static_cast<size_t>(images) * 2 * model_.latent, posteriors);
   }
 
-  void weigh(int64_t first, int images, int K, uint64_t seed, double* reconstruction, double* log_ratio) override {
+  void weigh_samples(int64_t first, int images, int K, uint64_t seed, double* reconstruction,
+                     double* log_ratio) override {
     const int64_t samples = static_cast<int64_t>(images) * K;
     // What the blocks' loss scratch reaches, exactly (CudaEvaluation rounds it up to a full block's
     // beyond the chunk's samples).
