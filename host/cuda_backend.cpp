@@ -317,7 +317,6 @@ TrainingBackend::TestPass CudaBackend::evaluate(const MnistSplit& split, int epo
   if (eval_posteriors_.size() != posterior_floats) eval_posteriors_ = DeviceBuffer<float>(posterior_floats);
   const auto count = static_cast<uint32_t>(split.count);
   const int image = split.image_size();
-  const float* head_output = workspace_.data() + activations_.out[layout_.head()];
   VAE_CUDA_CHECK(cudaMemsetAsync(eval_totals_.data(), 0, 2 * sizeof(double), compute_));
   for (uint32_t first = 0, b = 0; first < count; first += config_.batch, ++b) {
     const int rows = static_cast<int>(std::min<uint32_t>(config_.batch, count - first));
@@ -326,7 +325,7 @@ TrainingBackend::TestPass CudaBackend::evaluate(const MnistSplit& split, int epo
     ProfiledStepOps ops{step_ops(pixels, eval_totals_.data(), nullptr)};
     step::evaluate(ops, rows);
     // Each batch's posteriors, for the active units: the next batch overwrites the workspace.
-    VAE_CUDA_CHECK(cudaMemcpyAsync(eval_posteriors_.data() + static_cast<size_t>(first) * 2 * latent, head_output,
+    VAE_CUDA_CHECK(cudaMemcpyAsync(eval_posteriors_.data() + static_cast<size_t>(first) * 2 * latent, ops.mu_logvar(),
                                    static_cast<size_t>(rows) * 2 * latent * sizeof(float), cudaMemcpyDeviceToDevice,
                                    compute_));
   }

@@ -33,9 +33,8 @@ CudaEvaluation::CudaEvaluation(const ModelConfig& model, const std::vector<float
   // kWorkspaceBytes, and GEMM scratch for every block size a chunk can end on.
   const int64_t floats_per_row = make_activation_layout(layout_, 1).total;
   const int rows = static_cast<int>(std::clamp<int64_t>(kWorkspaceBytes / 4 / floats_per_row, 1, kMaxRows));
-  const int sms = multiprocessor_count();
-  cuda::GemmWorkspaceSize gemm;
-  for (int r = 1; r <= rows; ++r) gemm.cover(cuda::model_workspace_size(layout_, r, Precision::kFp32, sms));
+  const cuda::GemmWorkspaceSize gemm =
+      cuda::model_workspace_size_up_to(layout_, rows, Precision::kFp32, multiprocessor_count());
   activations_ = make_activation_layout(layout_, rows);
   workspace_ = DeviceBuffer<float>(static_cast<size_t>(activations_.total + std::max<int64_t>(gemm.floats, 1)));
   workspace_.zero();
@@ -80,7 +79,7 @@ void CudaEvaluation::encode_images(int64_t first, int images, float* posteriors)
   cuda::encode_chunk(ops, pixels_.data() + first * model_.input, images);
   // Kept on the device for weigh (the samples' rows overwrite the head's output) and copied back.
   const size_t bytes = static_cast<size_t>(images) * 2 * model_.latent * sizeof(float);
-  VAE_CUDA_CHECK(cudaMemcpyAsync(posteriors_.data(), cuda::head_output(ops), bytes, cudaMemcpyDeviceToDevice, stream_));
+  VAE_CUDA_CHECK(cudaMemcpyAsync(posteriors_.data(), ops.mu_logvar(), bytes, cudaMemcpyDeviceToDevice, stream_));
   VAE_CUDA_CHECK(cudaMemcpyAsync(posteriors, posteriors_.data(), bytes, cudaMemcpyDeviceToHost, stream_));
   VAE_CUDA_CHECK(cudaStreamSynchronize(stream_));
 }

@@ -136,8 +136,8 @@ void ReferenceEvaluation::encode_images(int64_t first, int images, float* poster
   // The images as the model reads them, which are also the loss's targets.
   targets_.resize(static_cast<size_t>(images) * input);
   const uint8_t* pixels = split_.pixels.data() + static_cast<size_t>(first) * input;
-  for (size_t i = 0; i < targets_.size(); ++i)
-    targets_[i] = model_.likelihood == Likelihood::kGaussian ? pixel_to_signed(pixels[i]) : pixel_to_unit(pixels[i]);
+  const bool signed_pixels = model_.likelihood == Likelihood::kGaussian;
+  for (size_t i = 0; i < targets_.size(); ++i) targets_[i] = pixel_value(pixels[i], signed_pixels);
   vae_.encode(images, targets_.data(), params_.data(), running_stats_.empty() ? nullptr : running_stats_.data());
   posteriors_.assign(vae_.mu_logvar(), vae_.mu_logvar() + static_cast<size_t>(images) * 2 * latent);
   std::copy(posteriors_.begin(), posteriors_.end(), posteriors);

@@ -86,4 +86,11 @@ GemmWorkspaceSize model_workspace_size(const ParamLayout& layout, int rows, Prec
   return size;
 }
 
+GemmWorkspaceSize model_workspace_size_up_to(const ParamLayout& layout, int max_rows, Precision precision,
+                                             int sm_count) {
+  GemmWorkspaceSize size;
+  for (int rows = 1; rows <= max_rows; ++rows) size.cover(model_workspace_size(layout, rows, precision, sm_count));
+  return size;
+}
+
 }  // namespace vae::cuda

@@ -37,7 +37,7 @@ void ReferenceBackend::load_pixels(const uint8_t* pixels, int rows) {
   const int64_t count = static_cast<int64_t>(rows) * config_.model.input;
   const bool signed_data = config_.model.likelihood == Likelihood::kGaussian;
 #pragma omp parallel for schedule(static) if (ref::worth_parallel(count))
-  for (int64_t i = 0; i < count; ++i) batch_[i] = signed_data ? pixel_to_signed(pixels[i]) : pixel_to_unit(pixels[i]);
+  for (int64_t i = 0; i < count; ++i) batch_[i] = pixel_value(pixels[i], signed_data);
 }
 
 std::function<void()> ReferenceBackend::train_step(const uint8_t* pixels, int rows) {

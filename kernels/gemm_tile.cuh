@@ -68,9 +68,7 @@ Operand<T, kReadOnly> make_operand(const T* data, int64_t ld, LoadTransform load
 }
 
 __device__ __forceinline__ float to_float(float v, bool /*signed_pixels*/) { return v; }
-__device__ __forceinline__ float to_float(uint8_t v, bool signed_pixels) {
-  return signed_pixels ? pixel_to_signed(v) : pixel_to_unit(v);
-}
+__device__ __forceinline__ float to_float(uint8_t v, bool signed_pixels) { return pixel_value(v, signed_pixels); }
 
 template <bool kReadOnly, typename V>
 __device__ __forceinline__ V load_vector(const V* p) {

@@ -364,12 +364,7 @@ TEST_F(EvaluateCommand, OverflowingWeightsAreAnErrorAndWriteNothing) {
 
 TEST_F(EvaluateCommand, BadInvocationsAreOneLineErrors) {
   const std::string data = "--data-dir '" + (dir_.path() / "data").string() + "'";
-  struct Case {
-    std::string flags;
-    int exit_code;
-    std::string says;
-  };
-  const std::vector<Case> cases = {
+  const std::vector<testing_support::ExpectedFailure> cases = {
       {"", 2, "--evaluate needs --data-dir"},
       {data + " --importance-samples 0", 2, "--importance-samples"},
       {data + " --importance-samples 100001", 2, "--importance-samples"},
@@ -383,16 +378,19 @@ TEST_F(EvaluateCommand, BadInvocationsAreOneLineErrors) {
       {data + " --out '" + (dir_.path() / "taken.png").string() + "'", 2, "taken.png: exists and is not a regular file"},
   };
   std::filesystem::create_directories(dir_.path() / "taken.png");
-  for (const Case& c : cases) testing_support::expect_one_line_error(evaluate(c.flags), c.exit_code, c.says, c.flags);
+  testing_support::expect_one_line_errors(VAE_CLI_PATH, "--evaluate '" + checkpoint_ + "' --no-progress", cases);
   std::ofstream(dir_.path() / "garbage.safetensors") << "not a checkpoint";
-  for (const char* name : {"none.safetensors", "garbage.safetensors"})
-    testing_support::expect_one_line_error(
-        testing_support::run_process(VAE_CLI_PATH, "--evaluate '" + (dir_.path() / name).string() + "' " + data), 1, name,
-        name);
-  for (const char* flag : {"--importance-samples 5", "--split train", "--json x.json", "--traverse-image 1"})
-    testing_support::expect_one_line_error(
-        testing_support::run_process(VAE_CLI_PATH, "--sample '" + checkpoint_ + "' " + flag), 2, "goes with --evaluate",
-        flag);
+  const std::string sample = "--sample '" + checkpoint_ + "'";
+  testing_support::expect_one_line_errors(
+      VAE_CLI_PATH, "",
+      {
+          {"--evaluate '" + (dir_.path() / "none.safetensors").string() + "' " + data, 1, "none.safetensors"},
+          {"--evaluate '" + (dir_.path() / "garbage.safetensors").string() + "' " + data, 1, "garbage.safetensors"},
+          {sample + " --importance-samples 5", 2, "--importance-samples goes with --evaluate"},
+          {sample + " --split train", 2, "--split goes with --evaluate"},
+          {sample + " --json x.json", 2, "--json goes with --evaluate"},
+          {sample + " --traverse-image 1", 2, "--traverse-image goes with --evaluate"},
+      });
 }
 
 }  // namespace

@@ -3,6 +3,8 @@
 // sums and counters) each layer launch needs.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include "vae/gemm_plan.hpp"
 #include "vae/layout.hpp"
 
@@ -126,6 +128,23 @@ TEST(GemmPlan, ModelWorkspaceCoversEveryLayer) {
     }
     EXPECT_GT(model.floats, 0);  // batch 128 splits K somewhere
   }
+}
+
+// The largest need over every batch up to the bound, not the need at the bound: a plan is not
+// monotonic in the rows (split-K gives way to larger tiles as rows grow).
+TEST(GemmPlan, ModelWorkspaceUpToCoversEveryBatchUpToIt) {
+  const ParamLayout layout = make_layout(ModelConfig{});
+  constexpr int kBound = 40;  // at the H200's SM count, 32 rows need more split-K scratch than 40
+  const GemmWorkspaceSize up_to = model_workspace_size_up_to(layout, kBound, Precision::kFp32, kH200Sms);
+  int64_t largest_floats = 0, largest_counters = 0;
+  for (int rows = 1; rows <= kBound; ++rows) {
+    const GemmWorkspaceSize at = model_workspace_size(layout, rows, Precision::kFp32, kH200Sms);
+    largest_floats = std::max(largest_floats, at.floats);
+    largest_counters = std::max(largest_counters, at.counters);
+  }
+  EXPECT_EQ(up_to.floats, largest_floats);
+  EXPECT_EQ(up_to.counters, largest_counters);
+  EXPECT_GT(up_to.floats, model_workspace_size(layout, kBound, Precision::kFp32, kH200Sms).floats);
 }
 
 }  // namespace

@@ -324,12 +324,7 @@ TEST(ServeCommand, PrintsItsAddressServesAndStopsCleanlyOnSigintAndSigterm) {
 TEST(ServeCommand, BadInvocationsAreOneLineErrors) {
   TempDir dir;
   const std::string model = write_model(dir.path(), 2).string();
-  struct Case {
-    std::string args;
-    int exit_code;
-    std::string says;
-  };
-  const std::vector<Case> cases = {
+  const std::vector<testing_support::ExpectedFailure> cases = {
       {"--serve", 2, "--serve"},
       {"--serve " + model + " --port 65536", 2, "--port"},
       {"--serve " + model + " --port -1", 2, "--port"},
@@ -341,9 +336,7 @@ TEST(ServeCommand, BadInvocationsAreOneLineErrors) {
       {"--serve " + model + " --data-dir " + (dir.path() / "no-data").string(), 1, "no-data"},
       {"--serve " + model + " --host 203.0.113.9 --port 0", 1, "--host 203.0.113.9"},
   };
-  for (const Case& c : cases)
-    testing_support::expect_one_line_error(testing_support::run_process(VAE_CLI_PATH, c.args), c.exit_code, c.says,
-                                           c.args);
+  testing_support::expect_one_line_errors(VAE_CLI_PATH, "", cases);
 }
 
 }  // namespace

@@ -16,6 +16,7 @@
 #include <nlohmann/json.hpp>
 #include <random>
 
+#include "model_support.hpp"
 #include "old_checkpoints.hpp"
 #include "test_support.hpp"
 #include "vae/checkpoint.hpp"
@@ -29,17 +30,13 @@ namespace fs = std::filesystem;
 using testing::HasSubstr;
 using testing_support::TempDir;
 
+// The seed's options in miniature, every value off its default so a round trip shows it.
 ModelConfig seed_like_model() {
-  ModelConfig m;
+  ModelConfig m = testing_support::small_seed_model(3);
   m.input = 12;
   m.hidden = {8, 6};
-  m.encoder_output = 5;
-  m.latent = 3;
   m.beta = 0.5f;
-  m.batch_norm = true;
-  m.activation = Activation::kLeakyReLU;
   m.negative_slope = 0.2f;
-  m.likelihood = Likelihood::kGaussian;
   m.alpha = 16.0f;
   return m;
 }

@@ -127,4 +127,18 @@ inline void expect_one_line_error(const ProcessResult& r, int exit_code, const s
   EXPECT_EQ(std::count(r.output.begin(), r.output.end(), '\n'), 1) << context << "\n" << r.output;
 }
 
+// A bad invocation and how it must fail.
+struct ExpectedFailure {
+  std::string args;
+  int exit_code;
+  std::string says;
+};
+
+// Runs `binary common_args args` for each case and expects its one-line failure.
+inline void expect_one_line_errors(const std::string& binary, const std::string& common_args,
+                                   const std::vector<ExpectedFailure>& cases) {
+  for (const ExpectedFailure& c : cases)
+    expect_one_line_error(run_process(binary, common_args + " " + c.args), c.exit_code, c.says, c.args);
+}
+
 }  // namespace vae::testing_support

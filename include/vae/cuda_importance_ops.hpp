@@ -14,12 +14,8 @@
 
 namespace vae::cuda {
 
-// Where the posteriors of the chunk's images are after encode_chunk: the head's output,
-// mu ‖ logvar [images, 2 latent], until the next launch on the workspace.
-inline float* head_output(const StepOps& ops) { return ops.at(ops.act_layout->out[ops.param_layout->head()]); }
-
 // The chunk's images [images, input] (images at most the workspace's rows) through the encoder and
-// the head, in evaluation mode.
+// the head, in evaluation mode: their posteriors are then at ops.mu_logvar().
 inline void encode_chunk(StepOps ops, const uint8_t* pixels, int images) {
   ops.pixels = pixels;
   step::encode(ops, images);
@@ -63,7 +59,7 @@ inline void weigh_chunk(StepOps ops, const ImportanceChunk& chunk) {
                                    .seed = chunk.seed,
                                    .posteriors = chunk.posteriors,
                                    .images = chunk.pixels,
-                                   .mu_logvar = head_output(ops),
+                                   .mu_logvar = ops.mu_logvar(),
                                    .z = ops.at(ops.act_layout->z),
                                    .targets = chunk.targets,
                                    .log_ratio = chunk.log_ratio + f0},

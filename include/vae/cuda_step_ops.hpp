@@ -82,7 +82,7 @@ struct StepOps {
       // The NaN guard rides on the training loss (first_bad_step set); evaluation passes none.
       const NonfiniteGuard guard = first_bad_step != nullptr ? NonfiniteGuard{step, first_bad_step} : NonfiniteGuard{};
       f.loss = LossEpilogue{pixels,
-                            at(act_layout->out[param_layout->head()]),
+                            mu_logvar(),
                             act_layout->latent,
                             work.loss == step::LossWork::kSumsAndGradient ? at(act_layout->grad[layer]) : nullptr,
                             loss_scratch,
@@ -157,6 +157,8 @@ struct StepOps {
   bool signed_pixels() const { return likelihood == Likelihood::kGaussian; }
   // The workspace buffer at an ActivationLayout offset.
   float* at(int64_t offset) const { return activations + offset; }
+  // The head's output, mu ‖ logvar [rows, 2 * latent], until the next launch overwrites it.
+  float* mu_logvar() const { return at(act_layout->out[param_layout->head()]); }
 };
 
 }  // namespace vae::cuda

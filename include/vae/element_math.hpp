@@ -83,6 +83,11 @@ VAE_HD float pixel_to_unit(uint8_t pixel) { return static_cast<float>(pixel) / 2
 // (x / 255 - 0.5) / 0.5, in float and in that order, as torchvision computes it.
 VAE_HD float unit_to_signed(float unit) { return (unit - 0.5f) / 0.5f; }
 VAE_HD float pixel_to_signed(uint8_t pixel) { return unit_to_signed(pixel_to_unit(pixel)); }
+// The model's input and target for a pixel: on [-1, 1] for the Gaussian likelihood (signed_pixels),
+// on [0, 1] otherwise.
+VAE_HD float pixel_value(uint8_t pixel, bool signed_pixels) {
+  return signed_pixels ? pixel_to_signed(pixel) : pixel_to_unit(pixel);
+}
 
 template <typename T>
 VAE_HD T sigmoid(T x) {

@@ -79,5 +79,8 @@ struct GemmWorkspaceSize {
 GemmWorkspaceSize linear_workspace_size(int rows, int in, int out, Precision precision, int sm_count);
 // What every linear layer of a model needs at a batch of rows.
 GemmWorkspaceSize model_workspace_size(const ParamLayout& layout, int rows, Precision precision, int sm_count);
+// The same for every batch of 1 .. max_rows rows (a launch plan is not monotonic in the rows).
+GemmWorkspaceSize model_workspace_size_up_to(const ParamLayout& layout, int max_rows, Precision precision,
+                                             int sm_count);
 
 }  // namespace vae::cuda

@@ -9,7 +9,7 @@ namespace vae {
 
 // kSample: the latents decoded into sample images (epoch pictures, --sample), drawn apart from
 // training so that the same seed shows the same z every epoch and progress is visible.
-// kImportance: --evaluate's importance samples, one stream per image (evaluation.hpp).
+// kImportance: --evaluate's importance samples, one stream per image (importance_sample.hpp).
 enum class NoisePurpose : uint64_t { kTrain = 0, kEval = 1, kInit = 2, kShuffle = 3, kSample = 4, kImportance = 5 };
 
 constexpr uint64_t noise_stream(NoisePurpose purpose, uint64_t index) {

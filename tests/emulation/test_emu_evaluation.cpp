@@ -61,9 +61,8 @@ class EmulatedEvaluation final : public EvaluationBackend {
         chunk_samples_(chunk_samples),
         params_(std::move(params)),
         running_stats_(std::move(running_stats)) {
-    cuda::GemmWorkspaceSize gemm;
-    for (int r = 1; r <= rows; ++r)
-      gemm.cover(cuda::model_workspace_size(layout_, r, Precision::kFp32, emu::kMultiprocessors));
+    const cuda::GemmWorkspaceSize gemm =
+        cuda::model_workspace_size_up_to(layout_, rows, Precision::kFp32, emu::kMultiprocessors);
     workspace_.assign(static_cast<size_t>(activations_.total), 0.0f);
     gemm_.assign(static_cast<size_t>(std::max<int64_t>(gemm.floats, 1)), 0.0f);
     tile_counters_.assign(static_cast<size_t>(std::max<int64_t>(gemm.counters, 1)), 0u);
@@ -87,7 +86,7 @@ class EmulatedEvaluation final : public EvaluationBackend {
 
   void encode_images(int64_t first, int images, float* posteriors) override {
     cuda::encode_chunk(ops_, split_.pixels.data() + first * model_.input, images);
-    std::copy_n(cuda::head_output(ops_), static_cast<size_t>(images) * 2 * model_.latent, posteriors_.begin());
+    std::copy_n(ops_.mu_logvar(), static_cast<size_t>(images) * 2 * model_.latent, posteriors_.begin());
     std::copy_n(posteriors_.begin(), static_cast<size_t>(images) * 2 * model_.latent, posteriors);
   }
 
